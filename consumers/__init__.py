@@ -1,0 +1,1 @@
+"""Reading from Kafka: the faust app, its agents, and the ingestion logic they call."""

@@ -1,0 +1,192 @@
+"""Ingestion: validate, join, deduplicate and learn from batches of Kafka records.
+
+Transport-free on purpose: the faust agents hand over plain :class:`Record`
+batches, so this logic is tested against real Redis without a broker. Nothing
+is dropped silently: every record ends applied, counted (duplicate, repeat),
+or in the dead-letter topic with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from engine.learner import LearnerPool
+from engine.metrics import Sensor
+from engine.store.ledger import RewardLedger
+from schemas import EVENT_MODELS, DeadLetter, DecisionLog, EventBase, Experiment
+
+log = logging.getLogger(__name__)
+
+#: logical topic name -> event type it carries
+EVENT_OF_TOPIC = {"impressions": "impression", "clicks": "click", "conversions": "conversion"}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record as the agents see it."""
+
+    topic: str  # logical name: decisions, impressions, clicks, conversions
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def describe_errors(exc: ValidationError, limit: int = 5) -> str:
+    """``field: message`` for the first few errors (what a producer needs to fix its record)."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+
+
+class Ingestor:
+    """Turns record batches into ledger updates, learner updates and dead letters."""
+
+    def __init__(
+        self,
+        ledger: RewardLedger,
+        learners: LearnerPool,
+        experiment: Callable[[str], Awaitable[Experiment | None]],
+        dead_letters: DeadLetterSink,
+        sensor: Sensor,
+    ) -> None:
+        self.ledger = ledger
+        self.learners = learners
+        self.experiment = experiment
+        self.dead_letters = dead_letters
+        self.sensor = sensor
+
+    # --- decisions -----------------------------------------------------------------------------
+    async def ingest_decisions(self, records: Sequence[Record]) -> int:
+        """Store decisions so their events can join them; returns how many were stored."""
+        good: list[DecisionLog] = []
+        bad: list[DeadLetter] = []
+        windows: dict[str, float] = {}
+        for rec in records:
+            try:
+                decision = DecisionLog.model_validate_json(rec.value)
+            except ValidationError as exc:
+                bad.append(dead_letter(rec, "invalid", describe_errors(exc)))
+                continue
+            exp = await self.experiment(decision.experiment_id)
+            windows[decision.experiment_id] = exp.attribution_window_s if exp else 86400.0
+            good.append(decision)
+        await self.ledger.record_decisions(good, windows)
+        self.sensor.on_events_consumed("decision", len(records))
+        await self._dead_letter(bad)
+        return len(good)
+
+    # --- events ----------------------------------------------------------------------------------
+    async def ingest_events(self, records: Sequence[Record]) -> dict[str, int]:
+        """Join a batch of impression/click/conversion records; returns outcome counts."""
+        by_exp: dict[str, list[tuple[EventBase, bytes, Record]]] = defaultdict(list)
+        bad: list[DeadLetter] = []
+        counts: dict[str, int] = defaultdict(int)
+        for rec in records:
+            kind = EVENT_OF_TOPIC.get(rec.topic)
+            if kind is None:
+                bad.append(dead_letter(rec, "foreign_topic", f"not an event topic: {rec.topic}"))
+                continue
+            self.sensor.on_events_consumed(kind, 1)
+            try:
+                event = EVENT_MODELS[kind].model_validate_json(rec.value)
+            except ValidationError as exc:
+                bad.append(dead_letter(rec, "invalid", describe_errors(exc)))
+                continue
+            by_exp[event.experiment_id].append((event, rec.value, rec))
+        for exp_id, items in by_exp.items():
+            experiment = await self.experiment(exp_id)
+            if experiment is None:
+                bad.extend(dead_letter(rec, "unmatched", f"unknown experiment {exp_id!r}") for _, _, rec in items)
+                counts["unmatched"] += len(items)
+                continue
+            outcomes = await self.ledger.apply_events(
+                exp_id, [(e, raw) for e, raw, _ in items], experiment.attribution_window_s
+            )
+            for (event, _, rec), outcome in zip(items, outcomes, strict=True):
+                counts[outcome] += 1
+                self._count(exp_id, event.type, outcome)
+                if outcome == "late":
+                    bad.append(dead_letter(rec, "late", f"{event.type} {event.event_id} arrived after the "
+                                     f"{experiment.attribution_window_s:g}s attribution window"))
+                elif outcome == "unmatched":
+                    bad.append(dead_letter(rec, "unmatched", f"no decision {event.decision_id!r} within the grace period"))
+            await self.learners.learn([exp_id], partition=items[0][2].partition)
+        await self._dead_letter(bad)
+        invalid = sum(1 for b in bad if b.reason == "invalid")
+        if invalid:
+            counts["invalid"] += invalid
+        return dict(counts)
+
+    async def retry_pending(self, experiment_ids: Sequence[str]) -> dict[str, int]:
+        """Re-join events that arrived before their decision; dead-letter those past the grace period."""
+        counts: dict[str, int] = defaultdict(int)
+        for exp_id in experiment_ids:
+            raws = await self.ledger.pending(exp_id)
+            experiment = await self.experiment(exp_id)
+            if not raws or experiment is None:
+                await self.ledger.clear_pending_index(exp_id)
+                continue
+            items: list[tuple[EventBase, bytes]] = []
+            for kind, raw in raws:
+                items.append((EVENT_MODELS[kind].model_validate_json(raw), raw))
+            outcomes = await self.ledger.apply_events(exp_id, items, experiment.attribution_window_s)
+            bad = []
+            for (event, raw), outcome in zip(items, outcomes, strict=True):
+                counts[outcome] += 1
+                if outcome != "pending":
+                    self._count(exp_id, event.type, outcome)
+                if outcome in ("unmatched", "late"):
+                    rec = Record(EVENT_OF_TOPIC_INV[event.type], -1, -1, exp_id.encode(), raw)
+                    detail = (f"no decision {event.decision_id!r} within the grace period" if outcome == "unmatched"
+                              else "arrived after the attribution window")
+                    bad.append(dead_letter(rec, outcome, detail))
+            await self._dead_letter(bad)
+            if counts.get("applied") or counts.get("repeat"):
+                await self.learners.learn([exp_id])
+            await self.ledger.clear_pending_index(exp_id)
+        return dict(counts)
+
+    # --- helpers ------------------------------------------------------------------------------------
+    def _count(self, exp_id: str, kind: str, outcome: str) -> None:
+        if outcome == "applied":
+            self.sensor.on_rewards_joined(exp_id, kind, 1)
+        elif outcome in ("duplicate", "repeat", "late", "unmatched"):
+            self.sensor.on_rejected(outcome)
+
+    async def _dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        for letter in letters:
+            self.sensor.on_deadletter(letter.reason)
+            if letter.reason == "invalid":
+                self.sensor.on_rejected("invalid")
+        await self.dead_letters(letters)
+
+
+EVENT_OF_TOPIC_INV = {v: k for k, v in EVENT_OF_TOPIC.items()}
+
+
+def dead_letter(rec: Record, reason: str, detail: str) -> DeadLetter:
+    return DeadLetter.model_construct(
+        reason=reason,
+        detail=detail[:2000],
+        source_topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        key=rec.key.decode("utf-8", "replace") if rec.key is not None else None,
+        payload=rec.value[:8192].decode("utf-8", "replace"),
+        received_at=datetime.fromtimestamp(time.time(), UTC),
+    )

@@ -1,0 +1,285 @@
+"""The HTTP API (aiohttp), served from inside the faust worker.
+
+Every error is JSON ``{"error": {"status", "code", "message", "fields": [{"field", "message"}]}}``:
+malformed JSON is a 400 naming ``body``, a schema violation a 422 naming each
+field, an unknown experiment a 404, a body over the limit a 413.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from engine.runtime import Runtime
+from engine.serving import ExperimentNotFound, ExperimentNotRunning, fresh_allocator
+from engine.store.registry import ExperimentExists
+from producers.kafka import ProducerUnavailable
+from schemas import TOPIC_OF_EVENT, DecisionRequest, EventBatch, Experiment, ExperimentSpec, Variant
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, fields: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields = status, code, message, fields or []
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(status: int, code: str, message: str, fields: list[dict[str, str]] | None = None) -> web.Response:
+    return json_response({"error": {"status": status, "code": code, "message": message, "fields": fields or []}},
+                         status)
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    """400 for unparseable JSON, else 422 with one entry per offending field."""
+    errors = exc.errors(include_url=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return ApiError(400, "malformed_json", "request body is not valid JSON",
+                        [{"field": "body", "message": errors[0]["msg"]}])
+    fields = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in errors[:20]]
+    names = ", ".join(f["field"] for f in fields)
+    return ApiError(422, "validation_error", f"invalid request: {names}", fields)
+
+
+def parse(model: type[Any], body: bytes) -> Any:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = error_response(exc.status, exc.code, exc.message, exc.fields)
+    except web.HTTPRequestEntityTooLarge:
+        limit = runtime.settings.max_body_bytes
+        response = error_response(413, "body_too_large", f"request body exceeds {limit} bytes",
+                                  [{"field": "body", "message": f"at most {limit} bytes"}])
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except (RedisError, OSError) as exc:
+        response = error_response(503, "redis_unavailable", f"Redis is unavailable: {type(exc).__name__}")
+    except Exception:  # a bug: answer JSON, log the traceback, keep serving
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = error_response(500, "internal_error", "internal error")
+    runtime.sensor.on_http(_route_name(request), response.status)
+    return response
+
+
+def _require(request: web.Request, token: str | None) -> None:
+    if token is None:
+        return
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else ""
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong bearer token",
+                       [{"field": "Authorization", "message": "expected 'Bearer <token>'"}])
+
+
+def admin(request: web.Request) -> None:
+    _require(request, request.app[RUNTIME].settings.admin_token)
+
+
+def client(request: web.Request) -> None:
+    _require(request, request.app[RUNTIME].settings.client_token)
+
+
+def experiment_id(request: web.Request) -> str:
+    exp_id = request.match_info["experiment_id"]
+    if not _ID.match(exp_id):
+        raise ApiError(404, "experiment_not_found", f"no experiment {exp_id[:140]!r}",
+                       [{"field": "experiment_id", "message": "not a valid experiment id"}])
+    return exp_id
+
+
+async def load_experiment(request: web.Request) -> Experiment:
+    exp_id = experiment_id(request)
+    exp = await request.app[RUNTIME].lookup_experiment(exp_id)
+    if exp is None:
+        raise ApiError(404, "experiment_not_found", f"no experiment {exp_id!r}",
+                       [{"field": "experiment_id", "message": "unknown experiment"}])
+    return exp
+
+
+def _config_error(exc: ValueError) -> ApiError:
+    message = str(exc)
+    field = message.split(":", 1)[0] if ":" in message else "allocator_config"
+    return ApiError(422, "validation_error", message, [{"field": field, "message": message}])
+
+
+# --- experiments ------------------------------------------------------------------------------------
+async def create_experiment(request: web.Request) -> web.Response:
+    admin(request)
+    runtime = request.app[RUNTIME]
+    spec: ExperimentSpec = parse(ExperimentSpec, await request.read())
+    experiment = Experiment.from_spec(spec, datetime.now(UTC))
+    try:
+        fresh_allocator(experiment)  # fail now, with the field named, rather than at the first decide
+    except ValueError as exc:
+        raise _config_error(exc) from None
+    try:
+        await runtime.experiments.create(experiment)
+    except ExperimentExists:
+        raise ApiError(409, "experiment_exists", f"experiment {spec.id!r} already exists",
+                       [{"field": "id", "message": "already exists"}]) from None
+    runtime.serving.upsert(experiment)
+    return json_response(experiment.model_dump(mode="json"), 201)
+
+
+async def list_experiments(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    items = sorted(runtime.serving.experiments.values(), key=lambda e: e.id)
+    return json_response({"experiments": [e.model_dump(mode="json") for e in items]})
+
+
+async def get_experiment(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    exp = await load_experiment(request)
+    allocator = runtime.serving.allocators.get(exp.id)
+    status = getattr(allocator, "status", None)
+    body: dict[str, Any] = {
+        "experiment": exp.model_dump(mode="json"),
+        "policy": None if allocator is None else {
+            "allocator": allocator.name,
+            "version": allocator.version,
+            "variants": allocator.summary(),
+            **({"status": status()} if callable(status) else {}),
+        },
+    }
+    try:
+        body["ledger"] = await runtime.ledger.counters(exp.id)
+    except (RedisError, OSError):
+        body["ledger"] = None
+    return json_response(body)
+
+
+async def stop_experiment(request: web.Request) -> web.Response:
+    admin(request)
+    runtime = request.app[RUNTIME]
+    exp = await load_experiment(request)
+    stopped = exp.model_copy(update={"status": "stopped", "updated_at": datetime.now(UTC),
+                                     "revision": exp.revision + 1})
+    await runtime.experiments.put(stopped)
+    runtime.serving.upsert(stopped)
+    return json_response(stopped.model_dump(mode="json"))
+
+
+async def add_variant(request: web.Request) -> web.Response:
+    admin(request)
+    runtime = request.app[RUNTIME]
+    exp = await load_experiment(request)
+    variant: Variant = parse(Variant, await request.read())
+    if variant.id in exp.variant_ids:
+        raise ApiError(409, "variant_exists", f"variant {variant.id!r} already exists",
+                       [{"field": "id", "message": "already exists"}])
+    updated = exp.model_copy(update={"variants": [*exp.variants, variant], "updated_at": datetime.now(UTC),
+                                     "revision": exp.revision + 1})
+    try:
+        Experiment.model_validate(updated.model_dump())
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    await runtime.experiments.put(updated)
+    runtime.serving.upsert(updated)
+    return json_response(updated.model_dump(mode="json"), 201)
+
+
+# --- decisions and events -------------------------------------------------------------------------
+async def decide(request: web.Request) -> web.Response:
+    t0 = time.perf_counter()
+    client(request)
+    runtime = request.app[RUNTIME]
+    exp_id = experiment_id(request)
+    req: DecisionRequest = parse(DecisionRequest, await request.read())
+    if req.experiment_id is not None and req.experiment_id != exp_id:
+        raise ApiError(422, "validation_error", "experiment_id does not match the path",
+                       [{"field": "experiment_id", "message": f"expected {exp_id!r}"}])
+    try:
+        decision, record = runtime.serving.decide(exp_id, req)
+    except ExperimentNotFound:
+        raise ApiError(404, "experiment_not_found", f"no experiment {exp_id!r}",
+                       [{"field": "experiment_id", "message": "unknown experiment"}]) from None
+    except ExperimentNotRunning:
+        raise ApiError(409, "experiment_stopped", f"experiment {exp_id!r} is stopped",
+                       [{"field": "experiment_id", "message": "stopped"}]) from None
+    except ValueError as exc:  # e.g. a feature an allocator refuses
+        raise _config_error(exc) from None
+    try:
+        await runtime.producer.send("decisions", exp_id, record.model_dump_json().encode())
+    except Exception as exc:  # the decision log is what rewards join to: no log, no decision
+        raise ApiError(503, "decision_log_unavailable", f"could not log the decision: {exc!r}") from None
+    runtime.sensor.on_decision(exp_id, decision.variant_id, decision.allocator, time.perf_counter() - t0)
+    return web.Response(body=decision.model_dump_json(), content_type="application/json")
+
+
+async def post_events(request: web.Request) -> web.Response:
+    client(request)
+    runtime = request.app[RUNTIME]
+    batch: EventBatch = parse(EventBatch, await request.read())
+    try:
+        n = await runtime.producer.send_many(
+            (TOPIC_OF_EVENT[e.type], e.experiment_id, e.model_dump_json().encode()) for e in batch.events
+        )
+    except ProducerUnavailable as exc:
+        raise ApiError(503, "kafka_unavailable", str(exc)) from None
+    return json_response({"accepted": n}, 202)
+
+
+# --- ops ---------------------------------------------------------------------------------------------------
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = await request.app[RUNTIME].readiness()
+    state["status"] = "degraded" if state["degraded"] else ("ready" if state["ready"] else "starting")
+    return json_response(state, 200 if state["ready"] else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[RUNTIME].sensor.exposition()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def create_http_app(runtime: Runtime) -> web.Application:
+    app = web.Application(client_max_size=runtime.settings.max_body_bytes, middlewares=[errors_middleware])
+    app[RUNTIME] = runtime
+    r = app.router
+    r.add_post("/v1/experiments", create_experiment)
+    r.add_get("/v1/experiments", list_experiments)
+    r.add_get("/v1/experiments/{experiment_id}", get_experiment)
+    r.add_post("/v1/experiments/{experiment_id}/stop", stop_experiment)
+    r.add_post("/v1/experiments/{experiment_id}/variants", add_variant)
+    r.add_post("/v1/experiments/{experiment_id}/decide", decide)
+    r.add_post("/v1/events", post_events)
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics)
+    return app

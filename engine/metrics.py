@@ -1,0 +1,144 @@
+"""Observability as sensor hooks (faust's pattern): logic calls ``sensor.on_*``,
+and only :class:`PrometheusSensor` knows about Prometheus.
+
+``METRIC_NAMES`` is the single list the Grafana dashboard, the alert rules and
+their tests are checked against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+METRIC_NAMES: tuple[str, ...] = (
+    "abengine_decisions_total",
+    "abengine_decide_latency_seconds",
+    "abengine_events_consumed_total",
+    "abengine_rewards_joined_total",
+    "abengine_events_rejected_total",
+    "abengine_deadletter_total",
+    "abengine_consumer_lag",
+    "abengine_variant_reward_rate",
+    "abengine_allocator_posterior_mean",
+    "abengine_policy_version",
+    "abengine_redis_degraded",
+    "abengine_degraded_decisions_total",
+    "abengine_http_requests_total",
+    "abengine_generation_requests_total",
+    "abengine_generation_latency_seconds",
+)
+
+REJECT_REASONS = ("invalid", "late", "unmatched", "duplicate", "foreign_allocator", "repeat")
+
+
+class Sensor:
+    """No-op hooks; subclasses record what they care about."""
+
+    def on_decision(self, experiment: str, variant: str, allocator: str, seconds: float) -> None: ...
+    def on_degraded_decision(self, experiment: str) -> None: ...
+    def on_http(self, route: str, status: int) -> None: ...
+    def on_events_consumed(self, kind: str, n: int) -> None: ...
+    def on_rewards_joined(self, experiment: str, kind: str, n: int) -> None: ...
+    def on_rejected(self, reason: str, n: int = 1) -> None: ...
+    def on_deadletter(self, reason: str, n: int = 1) -> None: ...
+    def on_consumer_lag(self, topic: str, partition: int, lag: int) -> None: ...
+    def on_policy(self, experiment: str, version: int, summary: Mapping[str, Mapping[str, float]]) -> None: ...
+    def on_redis_degraded(self, degraded: bool) -> None: ...
+    def on_generation(self, backend: str, outcome: str, seconds: float) -> None: ...
+
+
+class PrometheusSensor(Sensor):
+    """Exports every hook as Prometheus metrics in its own registry (plus process metrics)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.decisions = Counter("abengine_decisions", "Decisions served.",
+                                 ["experiment", "variant", "allocator"], registry=r)
+        self.decide_latency = Histogram(
+            "abengine_decide_latency_seconds", "Time to answer a decide request (in-process).",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.degraded_decisions = Counter("abengine_degraded_decisions", "Decisions served without memory "
+                                          "because Redis was slow or down.", ["experiment"], registry=r)
+        self.http = Counter("abengine_http_requests", "HTTP requests by route and status.",
+                            ["route", "status"], registry=r)
+        self.consumed = Counter("abengine_events_consumed", "Records consumed by type.", ["type"], registry=r)
+        self.joined = Counter("abengine_rewards_joined", "Events joined to their decision and applied.",
+                              ["experiment", "kind"], registry=r)
+        self.rejected = Counter("abengine_events_rejected", "Events not applied, by reason.", ["reason"],
+                                registry=r)
+        self.deadletter = Counter("abengine_deadletter", "Records written to the dead-letter topic.",
+                                  ["reason"], registry=r)
+        self.lag = Gauge("abengine_consumer_lag", "Records behind the end of each assigned partition.",
+                         ["topic", "partition"], registry=r)
+        self.reward_rate = Gauge("abengine_variant_reward_rate", "Observed click rate per variant.",
+                                 ["experiment", "variant"], registry=r)
+        self.posterior_mean = Gauge("abengine_allocator_posterior_mean", "Allocator's estimate per variant.",
+                                    ["experiment", "variant"], registry=r)
+        self.policy_version = Gauge("abengine_policy_version", "Version of the policy served.",
+                                    ["experiment"], registry=r)
+        self.redis_degraded = Gauge("abengine_redis_degraded", "1 while Redis is unreachable.", registry=r)
+        self.generation = Counter("abengine_generation_requests", "Variant generation requests.",
+                                  ["backend", "outcome"], registry=r)
+        self.generation_latency = Histogram("abengine_generation_latency_seconds", "Generation latency.",
+                                            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60), registry=r)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        for kind in ("decision", "impression", "click", "conversion"):
+            self.consumed.labels(kind)
+
+    def on_decision(self, experiment: str, variant: str, allocator: str, seconds: float) -> None:
+        self.decisions.labels(experiment, variant, allocator).inc()
+        self.decide_latency.observe(seconds)
+
+    def on_degraded_decision(self, experiment: str) -> None:
+        self.degraded_decisions.labels(experiment).inc()
+
+    def on_http(self, route: str, status: int) -> None:
+        self.http.labels(route, str(status)).inc()
+
+    def on_events_consumed(self, kind: str, n: int) -> None:
+        self.consumed.labels(kind).inc(n)
+
+    def on_rewards_joined(self, experiment: str, kind: str, n: int) -> None:
+        self.joined.labels(experiment, kind).inc(n)
+
+    def on_rejected(self, reason: str, n: int = 1) -> None:
+        self.rejected.labels(reason).inc(n)
+
+    def on_deadletter(self, reason: str, n: int = 1) -> None:
+        self.deadletter.labels(reason).inc(n)
+
+    def on_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        self.lag.labels(topic, str(partition)).set(lag)
+
+    def on_policy(self, experiment: str, version: int, summary: Mapping[str, Mapping[str, float]]) -> None:
+        self.policy_version.labels(experiment).set(version)
+        for variant, stats in summary.items():
+            if "posterior_mean" in stats:
+                self.posterior_mean.labels(experiment, variant).set(stats["posterior_mean"])
+            if "click_rate" in stats:
+                self.reward_rate.labels(experiment, variant).set(stats["click_rate"])
+
+    def on_redis_degraded(self, degraded: bool) -> None:
+        self.redis_degraded.set(1 if degraded else 0)
+
+    def on_generation(self, backend: str, outcome: str, seconds: float) -> None:
+        self.generation.labels(backend, outcome).inc()
+        self.generation_latency.observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,161 @@
+"""One worker's wiring: Redis, the producer, serving state, learners, ingestion.
+
+Created once per process by ``abengine worker``; the faust app (consumers.app)
+and the HTTP API (engine.api) both use it. Background loops keep serving
+state fresh, publish snapshots and retry events that arrived before their
+decision; a Redis outage flips the worker into degraded mode instead of
+stopping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from aiokafka.partitioner import murmur2
+from redis.exceptions import RedisError
+
+from consumers.ingest import Ingestor
+from engine.config import Settings
+from engine.learner import LearnerPool
+from engine.metrics import PrometheusSensor
+from engine.serving import ServingState
+from engine.store import ExperimentStore, Keys, PolicyStore, RewardLedger
+from producers.kafka import EventProducer, ensure_topics
+from schemas import DeadLetter, Experiment
+
+log = logging.getLogger(__name__)
+
+
+def partition_for(experiment_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives records keyed by ``experiment_id``."""
+    return (murmur2(experiment_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+class Runtime:
+    """Everything a worker holds, started and stopped together."""
+
+    def __init__(self, settings: Settings, *, bootstrap_servers: str, redis_url: str, embedded_kafka: bool) -> None:
+        self.settings = settings
+        self.bootstrap_servers = bootstrap_servers
+        self.embedded_kafka = embedded_kafka
+        self.worker_id = f"{os.uname().nodename}:{os.getpid()}"
+        self.sensor = PrometheusSensor()
+        self.keys = Keys()
+        self.redis = aioredis.Redis.from_url(
+            redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=5
+        )
+        self.experiments = ExperimentStore(self.redis, self.keys)
+        self.policies = PolicyStore(self.redis, self.keys)
+        self.ledger = RewardLedger(self.redis, self.keys, stream_maxlen=settings.reward_stream_maxlen,
+                                   grace_s=settings.unmatched_grace_s)
+        self.serving = ServingState(self.experiments, self.policies, self.sensor)
+        self.learners = LearnerPool(self.ledger, self.policies, lambda e: self.serving.experiments.get(e), self.sensor,
+                                    settings.snapshot_interval_s)
+        self.producer = EventProducer(bootstrap_servers, settings)
+        self.ingestor = Ingestor(self.ledger, self.learners, self.lookup_experiment, self.send_dead_letters,
+                                 self.sensor)
+        self.redis_ok = False
+        self.assigned: set[int] = set()
+        self.started = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await ensure_topics(self.bootstrap_servers, self.settings)  # no-op when the CLI made them
+        await self.producer.start()
+        await self._refresh()
+        self._tasks = [asyncio.create_task(self._loop(), name="abengine-refresh")]
+        self.started.set()
+        log.info("worker %s ready", self.worker_id)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(RedisError, OSError):
+            await self.learners.flush(force=True)
+        await self.producer.stop()
+        await self.redis.aclose()
+
+    # --- background work -----------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.policy_refresh_s)
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        try:
+            await self.serving.refresh()
+            await self.learners.flush()
+            await self.retry_pending()
+            self._set_redis(True)
+        except (RedisError, OSError) as exc:
+            if self.redis_ok:
+                log.warning("Redis unreachable, serving from memory: %r", exc)
+            self._set_redis(False)
+        except Exception:
+            log.exception("refresh failed")
+
+    def _set_redis(self, ok: bool) -> None:
+        self.redis_ok = ok
+        self.sensor.on_redis_degraded(not ok)
+
+    async def retry_pending(self) -> None:
+        """Retry waiting events of the experiments whose partition this worker owns."""
+        owned = [
+            e for e in await self.ledger.experiments_with_pending()
+            if partition_for(e, self.settings.topic_partitions) in self.assigned
+        ]
+        if owned:
+            await self.ingestor.retry_pending(owned)
+
+    # --- callbacks used by ingestion and the API ---------------------------------------------------
+    async def lookup_experiment(self, experiment_id: str) -> Experiment | None:
+        """From memory, or from Redis if another worker created it a moment ago."""
+        exp = self.serving.experiments.get(experiment_id)
+        if exp is None:
+            exp = await self.experiments.get(experiment_id)
+            if exp is not None:
+                self.serving.upsert(exp)
+        return exp
+
+    async def send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        await self.producer.send_many(
+            ("deadletter", letter.key or "", letter.model_dump_json().encode()) for letter in letters
+        )
+
+    async def on_partitions_assigned(self, partitions: set[int]) -> None:
+        self.assigned = set(partitions)
+
+    async def on_partitions_revoked(self, partitions: set[int]) -> None:
+        released = await self.learners.release(partitions)
+        self.assigned -= partitions
+        if released:
+            log.info("released learners %s", released)
+
+    async def readiness(self) -> dict[str, object]:
+        """What /readyz reports: Redis reachable, producer up, partitions owned."""
+        t0 = time.perf_counter()
+        try:
+            await self.redis.ping()
+            self._set_redis(True)
+        except (RedisError, OSError):
+            self._set_redis(False)
+        return {
+            "ready": self.started.is_set(),
+            "degraded": not self.redis_ok,
+            "redis": self.redis_ok,
+            "redis_ping_ms": round((time.perf_counter() - t0) * 1000, 3),
+            "kafka_undelivered": self.producer.failures,
+            "partitions": sorted(self.assigned),
+            "experiments": len(self.serving.experiments),
+            "learning": sorted(self.learners.learners),
+            "worker": self.worker_id,
+        }

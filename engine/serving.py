@@ -1,0 +1,147 @@
+"""Serving decisions from in-memory policy copies.
+
+Every worker serves every experiment from a replicated policy snapshot (the
+owner's learner publishes it to Redis; :meth:`ServingState.refresh` reloads it
+off the hot path). ``decide`` itself is pure CPU: no Redis, no model load.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.allocators import make_allocator, restore_allocator
+from engine.metrics import Sensor
+from engine.store import ExperimentStore, PolicyStore
+from engine.types import Allocator, DecisionContext
+from schemas import Decision, DecisionLog, DecisionRequest, Experiment
+
+log = logging.getLogger(__name__)
+
+
+class ExperimentNotFound(LookupError):
+    pass
+
+
+class ExperimentNotRunning(Exception):
+    pass
+
+
+def engine_options(experiment: Experiment) -> dict[str, Any]:
+    """What the engine offers every allocator about an experiment (see ``make_allocator``)."""
+    return {
+        "variant_texts": {v.id: v.text for v in experiment.variants},
+        "split": experiment.split,
+        "conversion_weight": experiment.conversion_weight,
+    }
+
+
+def fresh_allocator(experiment: Experiment, seed: int | None = None) -> Allocator:
+    """An untrained allocator for ``experiment`` (raises ValueError on a bad config)."""
+    return make_allocator(
+        experiment.allocator,
+        experiment.variant_ids,
+        experiment.allocator_config,
+        seed=experiment.seed if seed is None else seed,
+        engine_options=engine_options(experiment),
+    )
+
+
+def align_variants(allocator: Allocator, experiment: Experiment) -> Allocator:
+    """Add variants registered after the snapshot was taken (cold start)."""
+    for vid in experiment.variant_ids:
+        if vid not in allocator.variant_ids:
+            allocator.add_variant(vid)
+    return allocator
+
+
+class ServingState:
+    """Experiments and serving policies of one worker."""
+
+    def __init__(self, experiments: ExperimentStore, policies: PolicyStore, sensor: Sensor,
+                 seed: int | None = None) -> None:
+        self.store = experiments
+        self.policy_store = policies
+        self.sensor = sensor
+        self.seed = seed
+        self.experiments: dict[str, Experiment] = {}
+        self.allocators: dict[str, Allocator] = {}
+        self._rev = -1
+        self._policy_versions: dict[str, int] = {}
+
+    async def refresh(self) -> None:
+        """Reload experiments and policies that changed (one or two Redis round trips when idle)."""
+        rev = await self.store.revision()
+        if rev != self._rev:
+            self._rev, self.experiments = await self.store.load_all()
+        versions = await self.policy_store.versions()
+        for exp_id, experiment in self.experiments.items():
+            version = versions.get(exp_id, 0)
+            current = self.allocators.get(exp_id)
+            if current is not None and self._policy_versions.get(exp_id) == version:
+                if len(current.variant_ids) != len(experiment.variants):
+                    align_variants(current, experiment)
+                continue
+            stored = await self.policy_store.load(exp_id) if version else None
+            try:
+                allocator = (
+                    restore_allocator(stored.snapshot, seed=self.seed) if stored else fresh_allocator(experiment)
+                )
+                self.allocators[exp_id] = align_variants(allocator, experiment)
+                self._policy_versions[exp_id] = version
+                self.sensor.on_policy(exp_id, allocator.version, allocator.summary())
+            except Exception:  # one broken snapshot must not stop serving the others
+                log.exception("could not load the policy of %s", exp_id)
+
+    def upsert(self, experiment: Experiment) -> None:
+        """Make an experiment this worker just wrote servable at once."""
+        self.experiments[experiment.id] = experiment
+        if experiment.id not in self.allocators:
+            self.allocators[experiment.id] = fresh_allocator(experiment)
+        else:
+            align_variants(self.allocators[experiment.id], experiment)
+
+    def get(self, experiment_id: str) -> Experiment:
+        try:
+            return self.experiments[experiment_id]
+        except KeyError:
+            raise ExperimentNotFound(experiment_id) from None
+
+    def decide(self, experiment_id: str, request: DecisionRequest) -> tuple[Decision, DecisionLog]:
+        """Choose a variant; returns the client's answer and the record to log."""
+        experiment = self.get(experiment_id)
+        if experiment.status != "running":
+            raise ExperimentNotRunning(experiment_id)
+        allocator = self.allocators[experiment_id]
+        ctx = DecisionContext(
+            experiment_id=experiment_id,
+            user_id=request.user_id,
+            variant_ids=experiment.variant_ids,
+            attributes=request.attributes,
+            context_text=request.context,
+            features=request.features,
+        )
+        choice = allocator.choose(ctx)
+        content = next(v.text for v in experiment.variants if v.id == choice.variant_id)
+        fields: Mapping[str, Any] = {
+            "decision_id": uuid.uuid4().hex,
+            "experiment_id": experiment_id,
+            "variant_id": choice.variant_id,
+            "content": content,
+            "propensity": choice.propensity,
+            "allocator": allocator.name,
+            "model_version": allocator.version,
+            "timestamp": datetime.now(UTC),
+        }
+        decision = Decision.model_construct(**fields)
+        record = DecisionLog.model_construct(
+            **fields,
+            user_id=request.user_id,
+            attributes=request.attributes,
+            context=request.context,
+            features=request.features,
+        )
+        return decision, record

@@ -1,0 +1,1 @@
+"""Writing to Kafka: the engine's decision log, client events, and the traffic simulator."""

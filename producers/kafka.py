@@ -1,0 +1,108 @@
+"""An asyncio Kafka producer for decisions, events and dead letters, and topic set-up.
+
+Every record is keyed by experiment id, so all of one experiment's decisions
+and events land in the same partition number of their topics (co-partitioned)
+and are consumed by the same worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from engine.config import ALL_TOPICS, Settings
+
+log = logging.getLogger(__name__)
+
+
+class ProducerUnavailable(Exception):
+    """The broker did not acknowledge a record in time."""
+
+
+async def ensure_topics(bootstrap_servers: str, settings: Settings) -> list[str]:
+    """Create any missing engine topic; returns the names created."""
+    wanted = [settings.topic(t) for t in ALL_TOPICS]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics([
+                    NewTopic(t, num_partitions=settings.topic_partitions,
+                             replication_factor=settings.topic_replication)
+                    for t in missing
+                ])
+            except TopicAlreadyExistsError:  # another worker won the race
+                pass
+            log.info("created topics %s", missing)
+        return missing
+    finally:
+        await admin.close()
+
+
+class EventProducer:
+    """aiokafka producer with the engine's conventions (keyed by experiment, at-least-once).
+
+    ``send`` enqueues and returns at once (the decide path); ``send_and_wait``
+    and ``send_many`` wait for the broker's acknowledgement (events accepted
+    over HTTP, dead letters), raising :class:`ProducerUnavailable` on failure.
+    """
+
+    def __init__(self, bootstrap_servers: str, settings: Settings, *, linger_ms: int = 5,
+                 request_timeout_s: float = 10.0) -> None:
+        self.settings = settings
+        self.request_timeout_s = request_timeout_s
+        self._options = {
+            "bootstrap_servers": bootstrap_servers,
+            "acks": "all",
+            "linger_ms": linger_ms,
+            "enable_idempotence": False,  # at-least-once; the ledger deduplicates by event_id
+            "request_timeout_ms": int(request_timeout_s * 1000),
+        }
+        self._producer: AIOKafkaProducer | None = None
+        self.failures = 0
+
+    async def start(self) -> None:
+        """Connect (aiokafka binds to the running loop, so this happens inside it)."""
+        self._producer = AIOKafkaProducer(**self._options)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def send(self, logical_topic: str, key: str, value: bytes) -> asyncio.Future[object]:
+        """Enqueue one record; the returned future resolves when the broker acknowledges it."""
+        if self._producer is None:
+            raise ProducerUnavailable("producer not started")
+        fut = await self._producer.send(self.settings.topic(logical_topic), value=value, key=key.encode())
+        fut.add_done_callback(self._count_failure)
+        return fut
+
+    async def send_and_wait(self, logical_topic: str, key: str, value: bytes) -> None:
+        await self.send_many([(logical_topic, key, value)])
+
+    async def send_many(self, records: Iterable[tuple[str, str, bytes]]) -> int:
+        """Send records and wait until the broker has acknowledged all of them."""
+        try:
+            futures: Sequence[asyncio.Future[object]] = [await self.send(t, k, v) for t, k, v in records]
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=self.request_timeout_s + 5)
+        except (KafkaError, TimeoutError) as exc:
+            raise ProducerUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
+        return len(futures)
+
+    async def flush(self) -> None:
+        if self._producer is not None:
+            await self._producer.flush()
+
+    def _count_failure(self, fut: asyncio.Future[object]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            self.failures += 1
+            log.warning("record not delivered: %r", fut.exception())

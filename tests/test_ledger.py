@@ -1,0 +1,111 @@
+"""The Redis reward ledger: join, dedupe, window, pending, exactly-once stream (real Redis)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as aioredis
+
+from engine.store import Keys, RewardLedger
+from schemas import ClickEvent, ConversionEvent, DecisionLog, EventBase, ImpressionEvent
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def decision(did: str, variant: str = "a", at: datetime = NOW) -> DecisionLog:
+    return DecisionLog(decision_id=did, experiment_id="x", variant_id=variant, content="A", propensity=0.5,
+                       allocator="thompson", model_version=3, timestamp=at, user_id="u1",
+                       attributes={"segment": "s1"}, context="home")
+
+
+def ev(cls: type[EventBase], eid: str, did: str = "d1", at: datetime = NOW, **kw: object) -> tuple[EventBase, bytes]:
+    e = cls(event_id=eid, decision_id=did, experiment_id="x", event_time=at, **kw)
+    return e, e.model_dump_json().encode()
+
+
+@pytest.fixture()
+async def ledger(redis_url: str) -> RewardLedger:
+    client = aioredis.Redis.from_url(redis_url)
+    yield RewardLedger(client, Keys(), stream_maxlen=10_000, grace_s=30.0)
+    await client.aclose()
+
+
+async def apply(ledger: RewardLedger, *events: tuple[EventBase, bytes], now: datetime = NOW) -> list[str]:
+    return await ledger.apply_events("x", list(events), window_s=3600, now=now.timestamp())
+
+
+async def test_events_join_their_decision_and_reach_the_stream(ledger: RewardLedger) -> None:
+    await ledger.record_decisions([decision("d1")], {"x": 3600})
+    out = await apply(ledger, ev(ImpressionEvent, "e1"), ev(ClickEvent, "e2"),
+                      ev(ConversionEvent, "e3", value=19.5))
+    assert out == ["applied", "applied", "applied"]
+    entries = await ledger.read_rewards("x")
+    assert [(e.reward.kind, e.reward.value) for e in entries] == [("impression", 0.0), ("click", 1.0),
+                                                                  ("conversion", 19.5)]
+    r = entries[0].reward
+    assert (r.variant_id, r.propensity, r.model_version, r.attributes, r.context_text) == (
+        "a", 0.5, 3, {"segment": "s1"}, "home")
+
+
+async def test_replays_and_client_retries_count_once(ledger: RewardLedger) -> None:
+    await ledger.record_decisions([decision("d1")], {"x": 3600})
+    click = ev(ClickEvent, "e2")
+    assert await apply(ledger, click) == ["applied"]
+    assert await apply(ledger, click, click) == ["duplicate", "duplicate"]
+    # a second, distinct click on the same decision is recorded but not rewarded twice
+    assert await apply(ledger, ev(ClickEvent, "e9")) == ["repeat"]
+    kinds = [e.reward.kind for e in await ledger.read_rewards("x")]
+    assert kinds == ["impression", "click"]  # the click implied the impression, once
+    counters = await ledger.counters("x")
+    assert counters["applied:click"] == 1 and counters["duplicate:click"] == 2 and counters["repeat:click"] == 1
+
+
+async def test_impression_after_implied_impression_is_applied_without_a_second_trial(ledger: RewardLedger) -> None:
+    await ledger.record_decisions([decision("d1")], {"x": 3600})
+    assert await apply(ledger, ev(ClickEvent, "c1"), ev(ImpressionEvent, "i1")) == ["applied", "applied"]
+    assert [e.reward.kind for e in await ledger.read_rewards("x")] == ["impression", "click"]
+
+
+async def test_late_events_are_classified_late(ledger: RewardLedger) -> None:
+    await ledger.record_decisions([decision("d1")], {"x": 3600})
+    late = ev(ClickEvent, "e2", at=NOW + timedelta(hours=2))
+    assert await apply(ledger, late) == ["late"]
+    assert await apply(ledger, late) == ["duplicate"]  # dead-lettered once only
+    assert await ledger.read_rewards("x") == []
+
+
+async def test_event_before_its_decision_waits_then_joins(ledger: RewardLedger) -> None:
+    early = ev(ClickEvent, "e2")
+    assert await apply(ledger, early) == ["pending"]
+    assert await ledger.experiments_with_pending() == ["x"]
+    await ledger.record_decisions([decision("d1")], {"x": 3600})
+    pending = await ledger.pending("x")
+    assert [k for k, _ in pending] == ["click"]
+    from schemas import EVENT_MODELS
+
+    retry = [(EVENT_MODELS[k].model_validate_json(raw), raw) for k, raw in pending]
+    assert await apply(ledger, *retry) == ["applied"]
+    assert await ledger.pending("x") == []
+
+
+async def test_event_without_decision_becomes_unmatched_after_grace(ledger: RewardLedger) -> None:
+    orphan = ev(ImpressionEvent, "e1", did="ghost")
+    assert await apply(ledger, orphan, now=NOW) == ["pending"]
+    assert await apply(ledger, orphan, now=NOW + timedelta(seconds=10)) == ["pending"]
+    assert await apply(ledger, orphan, now=NOW + timedelta(seconds=31)) == ["unmatched"]
+    assert await ledger.pending("x") == []
+
+
+async def test_conversions_per_decision_are_capped(ledger: RewardLedger) -> None:
+    await ledger.record_decisions([decision("d1")], {"x": 3600})
+    out = await apply(ledger, *[ev(ConversionEvent, f"c{i}", value=1.0) for i in range(20)])
+    assert out.count("applied") == 16 and out.count("repeat") == 4
+
+
+async def test_reward_stream_cursor_is_exclusive(ledger: RewardLedger) -> None:
+    await ledger.record_decisions([decision("d1"), decision("d2", "b")], {"x": 3600})
+    await apply(ledger, ev(ImpressionEvent, "e1"), ev(ImpressionEvent, "e2", did="d2"))
+    first = await ledger.read_rewards("x", count=1)
+    rest = await ledger.read_rewards("x", after=first[0].id)
+    assert [e.reward.decision_id for e in first + rest] == ["d1", "d2"]
