@@ -8,6 +8,7 @@ field, an unknown experiment a 404, a body over the limit a 413.
 from __future__ import annotations
 
 import hmac
+from collections import OrderedDict
 import logging
 import re
 import time
@@ -70,10 +71,33 @@ def _route_name(request: web.Request) -> str:
     return info.canonical if info is not None else "unmatched"
 
 
+class RateLimiter:
+    """Token bucket per client address, bounded in memory (least recently seen evicted)."""
+
+    def __init__(self, rate: float, max_clients: int = 10_000) -> None:
+        self.rate, self.burst, self.max_clients = rate, max(2 * rate, 1.0), max_clients
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, client: str, now: float) -> bool:
+        tokens, last = self.buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        self.buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self.buckets) > self.max_clients:
+            self.buckets.popitem(last=False)
+        return allowed
+
+
+RATE_LIMITER: web.AppKey[RateLimiter | None] = web.AppKey("rate_limiter", object)  # type: ignore[arg-type]
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
+    limiter = request.app[RATE_LIMITER]
     try:
+        if limiter is not None and not limiter.allow(request.remote or "", time.monotonic()):
+            raise ApiError(429, "rate_limited", "too many requests from this client")
         response = await handler(request)
     except ApiError as exc:
         response = error_response(exc.status, exc.code, exc.message, exc.fields)
@@ -271,6 +295,8 @@ async def metrics(request: web.Request) -> web.Response:
 def create_http_app(runtime: Runtime) -> web.Application:
     app = web.Application(client_max_size=runtime.settings.max_body_bytes, middlewares=[errors_middleware])
     app[RUNTIME] = runtime
+    rps = runtime.settings.rate_limit_rps
+    app[RATE_LIMITER] = RateLimiter(rps) if rps > 0 else None
     r = app.router
     r.add_post("/v1/experiments", create_experiment)
     r.add_get("/v1/experiments", list_experiments)

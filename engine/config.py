@@ -51,6 +51,9 @@ class Settings(BaseSettings):
                                     description="Bearer token required on admin endpoints; unset = open.")
     client_token: str | None = Field(None, validation_alias=_env("ABENGINE_CLIENT_TOKEN"),
                                      description="Bearer token required on decide/events; unset = open.")
+    rate_limit_rps: float = Field(0.0, ge=0, validation_alias=_env("ABENGINE_RATE_LIMIT_RPS"),
+                                  description="Requests per second allowed per client address (burst = 2 s "
+                                  "worth); 0 = no limit. Over the limit: 429.")
 
     # --- Kafka topics ------------------------------------------------------------------
     topic_prefix: str = Field("abengine", validation_alias=_env("ABENGINE_TOPIC_PREFIX"),

@@ -36,6 +36,7 @@ def engine_options(experiment: Experiment) -> dict[str, Any]:
         "variant_texts": {v.id: v.text for v in experiment.variants},
         "split": experiment.split,
         "conversion_weight": experiment.conversion_weight,
+        "attribution_window_s": experiment.attribution_window_s,
     }
 
 

@@ -2,7 +2,8 @@
 
 Classes load lazily so a worker serving only Thompson experiments never imports
 torch. ``make_allocator`` passes each constructor only the options it declares:
-engine-provided context (``variant_texts``, ``split``, ``conversion_weight``)
+engine-provided context (``variant_texts``, ``split``, ``conversion_weight``,
+``attribution_window_s``)
 when the allocator wants it, and the experiment's ``allocator_config``, whose
 unknown keys are an error that names them.
 """
@@ -22,7 +23,7 @@ ALLOCATORS: dict[str, str] = {
 }
 
 #: Options the engine offers every allocator; each takes those its constructor names.
-ENGINE_OPTIONS = frozenset({"variant_texts", "split", "conversion_weight"})
+ENGINE_OPTIONS = frozenset({"variant_texts", "split", "conversion_weight", "attribution_window_s"})
 
 
 def available() -> list[str]:
