@@ -1,9 +1,11 @@
 """The faust-streaming app: agents over the decision and event topics.
 
-The agents are thin: they batch records (``take_events``), hand them to
-:class:`consumers.ingest.Ingestor`, and let faust acknowledge them only after
-the batch is fully applied (at-least-once; the Redis ledger makes replays
-harmless). The HTTP API runs in the same process as a faust service.
+Ingestion hands batches of records to :class:`consumers.ingest.Ingestor` and
+acknowledges them only after the batch is fully applied (at-least-once; the
+Redis ledger makes replays harmless). Two interchangeable paths
+(``ABENGINE_INGEST_MODE``): ``batch`` (default), an aiokafka batch consumer run
+as a service of this app (consumers/batch.py), and ``faust``, thin agents over
+``take_events``. The HTTP API runs in the same process (:class:`EngineService`).
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ def faust_settings(settings: Settings, bootstrap_servers: str, embedded: bool) -
     return opts
 
 
-class HttpService(Service):
-    """Runs the engine's HTTP API inside the faust worker."""
+class EngineService(Service):
+    """Runs the engine inside the faust worker: its runtime, its HTTP API and, in
+    ``batch`` ingest mode, the batch consumer (consumers/batch.py)."""
 
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -61,6 +64,10 @@ class HttpService(Service):
         from engine.api import create_http_app
 
         await self.runtime.start()
+        if self.runtime.settings.ingest_mode == "batch":
+            from consumers.batch import BatchConsumer
+
+            await self.add_runtime_dependency(BatchConsumer(self.runtime, apply_batch))
         app = create_http_app(self.runtime)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -116,6 +123,10 @@ def create_app(runtime: Runtime) -> faust.App:
             for e in events
         ]
 
+    app.web_server(EngineService(runtime))
+    if s.ingest_mode == "batch":
+        return app  # EngineService runs the batch consumer; no agents
+
     @app.agent(decisions_topic, name="decisions")
     async def decisions(stream: faust.StreamT) -> None:
         await runtime.started.wait()
@@ -146,5 +157,4 @@ def create_app(runtime: Runtime) -> faust.App:
             if position is not None:
                 runtime.sensor.on_consumer_lag(tp.topic, tp.partition, max(consumer.highwater(tp) - position, 0))
 
-    app.web_server(HttpService(runtime))
     return app

@@ -9,6 +9,7 @@ generated from this model (``tests/test_config_docs.py`` keeps them in step).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,6 +65,10 @@ class Settings(BaseSettings):
                                    description="Replication factor of topics created at start-up.")
     consumer_group: str = Field("abengine", validation_alias=_env("ABENGINE_CONSUMER_GROUP"),
                                 description="Kafka consumer group (faust app id) shared by all workers.")
+    ingest_mode: Literal["batch", "faust"] = Field(
+        "batch", validation_alias=_env("ABENGINE_INGEST_MODE"),
+        description="`batch`: an aiokafka consumer hands whole fetches to ingestion (fast); `faust`: faust "
+        "agents with take_events (faust's per-event overhead).")
     batch_size: int = Field(500, validation_alias=_env("ABENGINE_BATCH_SIZE"),
                             description="Most events an agent takes per batch.")
     batch_within_s: float = Field(0.05, validation_alias=_env("ABENGINE_BATCH_WITHIN_S"),

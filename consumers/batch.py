@@ -1,0 +1,108 @@
+"""The high-throughput ingestion path: an aiokafka consumer-group member that hands whole
+fetches to :class:`~consumers.ingest.Ingestor`, run as a service of the faust app.
+
+faust agents pay faust's per-event stream machinery (events, processors, per-event acks);
+measured here that caps ingestion at about 10k events per CPU-second (docs/PERFORMANCE.md).
+This consumer fetches up to ``batch_size`` records per ``getmany``, applies decisions before
+events of the same fetch (so most joins succeed at once), and commits the fetched offsets
+only after the whole fetch was applied: at-least-once, exactly like the agents, with the
+Redis ledger deduplicating replays. faust still owns the process: lifecycle, signals,
+logging and the HTTP service. ``ABENGINE_INGEST_MODE=faust`` switches back to the agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from mode import Service
+
+from consumers.ingest import Record
+
+log = logging.getLogger(__name__)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: BatchConsumer) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.service.runtime.on_partitions_revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.service.runtime.on_partitions_assigned({tp.partition for tp in assigned})
+
+
+class BatchConsumer(Service):
+    """Consumes the decision and event topics in fetch-sized batches."""
+
+    def __init__(self, runtime: Any, apply_batch: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runtime = runtime
+        self.apply_batch = apply_batch
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def on_start(self) -> None:
+        s = self.runtime.settings
+        self.logical = {s.topic(t): t for t in ("decisions", "impressions", "clicks", "conversions")}
+        timing: dict[str, int] = {}
+        if self.runtime.embedded_kafka:  # Tansu: keep group joins short (DEVELOPERS.md)
+            timing = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "rebalance_timeout_ms": 6000}
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.runtime.bootstrap_servers,
+            group_id=f"{s.consumer_group}-ingest",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=s.batch_size,
+            fetch_max_wait_ms=int(s.batch_within_s * 1000),
+            **timing,
+        )
+        self._consumer.subscribe(list(self.logical), listener=_Rebalance(self))
+        await self._consumer.start()
+        await self.runtime.started.wait()
+        self.add_future(self._run())
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        s = self.runtime.settings
+        while not self.should_stop:
+            try:
+                fetched = await consumer.getmany(timeout_ms=int(s.batch_within_s * 1000) + 50,
+                                                 max_records=s.batch_size)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("fetch failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            if not fetched:
+                continue
+            decisions: list[Record] = []
+            events: list[Record] = []
+            for tp, messages in fetched.items():
+                name = self.logical[tp.topic]
+                target = decisions if name == "decisions" else events
+                target.extend(Record(name, m.partition, m.offset, m.key, m.value) for m in messages)
+            if decisions:
+                await self.apply_batch(self.runtime, decisions, self.runtime.ingestor.ingest_decisions)
+            if events:
+                await self.apply_batch(self.runtime, events, self.runtime.ingestor.ingest_events)
+            try:
+                await consumer.commit()
+            except Exception as exc:  # a rebalance happened mid-batch: the next owner replays (harmless)
+                log.warning("offset commit failed, records will be replayed: %r", exc)
+            await self._report_lag(consumer)
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                position = await consumer.position(tp)
+                self.runtime.sensor.on_consumer_lag(tp.topic, tp.partition, max(high - position, 0))
