@@ -142,7 +142,7 @@ class Ingestor:
             items: list[tuple[EventBase, bytes]] = []
             for kind, raw in raws:
                 items.append((EVENT_MODELS[kind].model_validate_json(raw), raw))
-            outcomes = await self.ledger.apply_events(exp_id, items, experiment.attribution_window_s)
+            outcomes = await self.ledger.apply_events(exp_id, items, experiment.attribution_window_s, retry=True)
             bad = []
             for (event, raw), outcome in zip(items, outcomes, strict=True):
                 counts[outcome] += 1

@@ -85,8 +85,10 @@ async def test_event_before_its_decision_waits_then_joins(ledger: RewardLedger) 
     from schemas import EVENT_MODELS
 
     retry = [(EVENT_MODELS[k].model_validate_json(raw), raw) for k, raw in pending]
-    assert await apply(ledger, *retry) == ["applied"]
+    assert await ledger.apply_events("x", retry, window_s=3600, now=NOW.timestamp(), retry=True) == ["applied"]
     assert await ledger.pending("x") == []
+    await ledger.clear_pending_index("x")
+    assert await ledger.experiments_with_pending() == []
 
 
 async def test_event_without_decision_becomes_unmatched_after_grace(ledger: RewardLedger) -> None:

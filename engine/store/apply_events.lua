@@ -3,78 +3,81 @@
 -- KEYS[1] ledger hash (counters)   KEYS[2] reward stream   KEYS[3] pending zset
 -- KEYS[3+i] decision hash of event i
 -- ARGV[1] now_ms  ARGV[2] window_ms  ARGV[3] stream maxlen  ARGV[4] max conversions per decision
--- ARGV[5] pending grace ms
--- then 5 ARGV per event: event_id, type, value, event_time_ms, raw payload
+-- ARGV[5] pending grace ms  ARGV[6] 1 when these events are retries from the pending zset
+-- then 4 ARGV per event: event_id, type, value, event_time_ms
 --
 -- Returns one status per event: applied | duplicate | repeat | late | pending | unmatched
 --   applied   first time this event_id is seen for this decision; rewards appended to the stream
 --   duplicate this event_id was already applied (a replay or a client retry): nothing changes
 --   repeat    a distinct event the decision already had (second click/impression): recorded, no reward
 --   late      more than the attribution window after the decision
---   pending   the decision is not known yet; the event waits in the pending zset
+--   pending   the decision is not known yet; the event waits in the pending zset (its raw
+--             payload is stored by the caller under the same member)
 --   unmatched still no decision after the grace period: the caller dead-letters it
 local ledger, stream, pending = KEYS[1], KEYS[2], KEYS[3]
 local now_ms, window_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local maxlen, max_conv, grace_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local out = {}
+local retry = ARGV[6] == '1'
+local counts, out = {}, {}
 
-local function emit(d, kind, value, event_time)
-  local f = redis.call('HMGET', d, 'v', 'u', 't', 'p', 'a', 'm', 'x', 'id')
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
-    'k', kind, 'val', value, 'et', event_time,
-    'd', f[8], 'v', f[1], 'u', f[2], 't', f[3], 'p', f[4], 'a', f[5], 'm', f[6], 'x', f[7])
-  redis.call('HINCRBY', ledger, 'reward:' .. kind, 1)
+local function emit(d, record, kind, value, event_time)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'k', kind, 'val', value, 'et', event_time, 'r', record)
+  counts['reward:' .. kind] = (counts['reward:' .. kind] or 0) + 1
 end
 
-for i = 1, (#ARGV - 5) / 5 do
-  local base = 5 + (i - 1) * 5
-  local event_id, kind, value = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  local event_time, raw = tonumber(ARGV[base + 4]), ARGV[base + 5]
+for i = 1, (#ARGV - 6) / 4 do
+  local base = 6 + (i - 1) * 4
+  local event_id, kind, value, event_time = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], tonumber(ARGV[base + 4])
   local d = KEYS[3 + i]
+  local member = kind .. '\n' .. event_id
+  local f = redis.call('HMGET', d, 't', 'imp', 'e:' .. event_id, 'r')
   local status
-  if redis.call('EXISTS', d) == 0 then
-    local first = redis.call('ZSCORE', pending, raw)
+  if not f[1] then
+    local first = redis.call('ZSCORE', pending, member)
     if not first then
-      redis.call('ZADD', pending, now_ms, raw)
+      redis.call('ZADD', pending, now_ms, member)
       status = 'pending'
     elseif now_ms - tonumber(first) >= grace_ms then
-      redis.call('ZREM', pending, raw)
+      redis.call('ZREM', pending, member)
       status = 'unmatched'
     else
       status = 'pending'
     end
-  elseif redis.call('HEXISTS', d, 'e:' .. event_id) == 1 then
+  elseif f[3] then
     status = 'duplicate'
-  elseif event_time - tonumber(redis.call('HGET', d, 't')) > window_ms then
+  elseif event_time - tonumber(f[1]) > window_ms then
     redis.call('HSET', d, 'e:' .. event_id, 'late')
     status = 'late'
   else
-    redis.call('HSET', d, 'e:' .. event_id, kind)
     status = 'applied'
-    local imp = tonumber(redis.call('HGET', d, 'imp') or '0')
+    local imp = tonumber(f[2] or '0')
+    local record = f[4]
     if kind == 'impression' then
-      if imp == 0 then emit(d, 'impression', 0, event_time) end
+      if imp == 0 then emit(d, record, 'impression', 0, event_time) end
       if imp == 1 then status = 'repeat' end
-      redis.call('HSET', d, 'imp', 1)
+      redis.call('HSET', d, 'e:' .. event_id, kind, 'imp', 1)
     else
       -- a click or conversion implies the variant was shown: credit the trial once
       if imp == 0 then
-        emit(d, 'impression', 0, event_time)
+        emit(d, record, 'impression', 0, event_time)
         redis.call('HSET', d, 'imp', 2)
       end
+      redis.call('HSET', d, 'e:' .. event_id, kind)
       if kind == 'click' then
-        if redis.call('HSETNX', d, 'clk', 1) == 1 then emit(d, 'click', 1, event_time) else status = 'repeat' end
+        if redis.call('HSETNX', d, 'clk', 1) == 1 then emit(d, record, 'click', 1, event_time) else status = 'repeat' end
+      elseif redis.call('HINCRBY', d, 'nconv', 1) <= max_conv then
+        emit(d, record, 'conversion', value, event_time)
       else
-        if redis.call('HINCRBY', d, 'nconv', 1) <= max_conv then
-          emit(d, 'conversion', value, event_time)
-        else
-          status = 'repeat'
-        end
+        status = 'repeat'
       end
     end
-    if status == 'applied' then redis.call('ZREM', pending, raw) end
   end
-  if status ~= 'pending' then redis.call('HINCRBY', ledger, status .. ':' .. kind, 1) end
+  if retry and status ~= 'pending' then redis.call('ZREM', pending, member) end
+  if status ~= 'pending' then
+    local key = status .. ':' .. kind
+    counts[key] = (counts[key] or 0) + 1
+  end
   out[i] = status
 end
+for key, n in pairs(counts) do redis.call('HINCRBY', ledger, key, n) end
 return out

@@ -42,5 +42,8 @@ class Keys:
     def pending(self, experiment_id: str) -> str:
         return f"{self.prefix}:{{{experiment_id}}}:pending"
 
+    def pending_payloads(self, experiment_id: str) -> str:
+        return f"{self.prefix}:{{{experiment_id}}}:pending_raw"
+
     def policy(self, experiment_id: str) -> str:
         return f"{self.prefix}:{{{experiment_id}}}:policy"

@@ -51,30 +51,27 @@ class RewardLedger:
         self.keys = keys
         self.stream_maxlen = stream_maxlen
         self.grace_ms = int(grace_s * 1000)
-        script = resources.files("engine.store").joinpath("apply_events.lua").read_text()
-        self._apply = redis.register_script(script)
+        scripts = resources.files("engine.store")
+        self._apply = redis.register_script(scripts.joinpath("apply_events.lua").read_text())
+        self._record = redis.register_script(scripts.joinpath("record_decisions.lua").read_text())
 
     async def record_decisions(self, decisions: Sequence[DecisionLog], ttl_s: Mapping[str, float]) -> None:
-        """Store decisions so later events can join them (one pipeline per batch; idempotent)."""
-        if not decisions:
-            return
-        pipe = self.redis.pipeline(transaction=False)
+        """Store decisions so later events can join them: one script call per experiment; idempotent."""
+        by_exp: dict[str, list[DecisionLog]] = {}
         for d in decisions:
-            key = self.keys.decision(d.experiment_id, d.decision_id)
-            extra = orjson.dumps({"attributes": d.attributes, "context": d.context, "features": d.features})
-            pipe.hset(key, mapping={
-                "id": d.decision_id,
-                "v": d.variant_id,
-                "u": d.user_id,
-                "t": int(d.timestamp.timestamp() * 1000),
-                "p": repr(d.propensity),
-                "a": d.allocator,
-                "m": d.model_version,
-                "x": extra,
-            })
-            # keep the record past the window so late events are classified late, not unmatched
-            pipe.pexpire(key, int((2 * ttl_s.get(d.experiment_id, 86400.0) + 3600) * 1000))
-        await pipe.execute()
+            by_exp.setdefault(d.experiment_id, []).append(d)
+        for exp_id, items in by_exp.items():
+            # keep records past the window so late events are classified late, not unmatched
+            ttl_ms = int((2 * ttl_s.get(exp_id, 86400.0) + 3600) * 1000)
+            keys = [self.keys.decision(exp_id, d.decision_id) for d in items]
+            args: list[Any] = [ttl_ms]
+            for d in items:
+                args += [int(d.timestamp.timestamp() * 1000), orjson.dumps({
+                    "d": d.decision_id, "v": d.variant_id, "u": d.user_id, "p": d.propensity,
+                    "a": d.allocator, "m": d.model_version, "t": d.timestamp.timestamp(),
+                    "at": d.attributes, "c": d.context, "f": d.features,
+                })]
+            await self._record(keys=keys, args=args)
 
     async def apply_events(
         self,
@@ -82,41 +79,54 @@ class RewardLedger:
         events: Sequence[tuple[EventBase, bytes]],
         window_s: float,
         now: float | None = None,
+        *,
+        retry: bool = False,
     ) -> list[EventOutcome]:
-        """Join one experiment's events (model, raw bytes) atomically; one outcome per event."""
+        """Join one experiment's events (model, raw bytes) atomically; one outcome per event.
+
+        ``retry`` marks events re-submitted from the pending set, which the script then clears.
+        """
         if not events:
             return []
         now_ms = int((now if now is not None else time.time()) * 1000)
         keys = [self.keys.ledger(experiment_id), self.keys.rewards(experiment_id), self.keys.pending(experiment_id)]
         args: list[Any] = [now_ms, int(window_s * 1000), self.stream_maxlen, MAX_CONVERSIONS_PER_DECISION,
-                           self.grace_ms]
-        for event, raw in events:
+                           self.grace_ms, 1 if retry else 0]
+        for event, _ in events:
             keys.append(self.keys.decision(experiment_id, event.decision_id))
-            value = getattr(event, "value", 0.0)
-            args += [event.event_id, event.type, repr(float(value)),  # type: ignore[attr-defined]
-                     int(event.event_time.timestamp() * 1000), event.type.encode() + b"\n" + raw]
+            args += [event.event_id, event.type, repr(float(getattr(event, "value", 0.0))),
+                     int(event.event_time.timestamp() * 1000)]
         result = await self._apply(keys=keys, args=args)
         outcomes = [r.decode() if isinstance(r, bytes) else str(r) for r in result]
-        if "pending" in outcomes:
-            await self.redis.sadd(self.keys.pending_index, experiment_id)
+        waiting = {f"{e.type}\n{e.event_id}": raw for (e, raw), o in zip(events, outcomes, strict=True)
+                   if o == "pending"}
+        if waiting:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(self.keys.pending_payloads(experiment_id), mapping=waiting)
+            pipe.sadd(self.keys.pending_index, experiment_id)
+            await pipe.execute()
         return outcomes  # type: ignore[return-value]
 
     async def pending(self, experiment_id: str, limit: int = 1000) -> list[tuple[str, bytes]]:
         """(event type, raw event) of ``experiment_id`` still waiting for their decision, oldest first."""
         members = await self.redis.zrange(self.keys.pending(experiment_id), 0, limit - 1)
-        out = []
-        for m in members:
-            kind, _, raw = m.partition(b"\n")
-            out.append((kind.decode(), raw))
-        return out
+        if not members:
+            return []
+        raws = await self.redis.hmget(self.keys.pending_payloads(experiment_id), members)
+        return [(m.partition(b"\n")[0].decode(), raw) for m, raw in zip(members, raws, strict=True)
+                if raw is not None]
 
     async def experiments_with_pending(self) -> list[str]:
         members = await self.redis.smembers(self.keys.pending_index)
         return sorted(m.decode() for m in members)
 
     async def clear_pending_index(self, experiment_id: str) -> None:
-        """Forget ``experiment_id`` in the pending index once its zset is empty."""
-        if await self.redis.zcard(self.keys.pending(experiment_id)) == 0:
+        """Forget resolved payloads, and ``experiment_id`` in the index once nothing waits."""
+        waiting = set(await self.redis.zrange(self.keys.pending(experiment_id), 0, -1))
+        stored = set(await self.redis.hkeys(self.keys.pending_payloads(experiment_id)))
+        if stored - waiting:
+            await self.redis.hdel(self.keys.pending_payloads(experiment_id), *(stored - waiting))
+        if not waiting:
             await self.redis.srem(self.keys.pending_index, experiment_id)
 
     async def counters(self, experiment_id: str) -> dict[str, int]:
@@ -130,21 +140,21 @@ class RewardLedger:
 
 
 def _reward(experiment_id: str, f: Mapping[bytes, bytes]) -> Reward:
-    extra = orjson.loads(f[b"x"]) if f.get(b"x") else {}
+    d = orjson.loads(f[b"r"])
     kind: RewardKind = f[b"k"].decode()  # type: ignore[assignment]
     return Reward(
-        decision_id=f[b"d"].decode(),
+        decision_id=d["d"],
         experiment_id=experiment_id,
-        variant_id=f[b"v"].decode(),
-        user_id=f[b"u"].decode(),
+        variant_id=d["v"],
+        user_id=d["u"],
         kind=kind,
         value=float(f[b"val"]),
-        propensity=float(f[b"p"]),
-        allocator=f[b"a"].decode(),
-        model_version=int(f[b"m"]),
-        decided_at=int(f[b"t"]) / 1000.0,
+        propensity=d["p"],
+        allocator=d["a"],
+        model_version=d["m"],
+        decided_at=d["t"],
         event_time=int(f[b"et"]) / 1000.0,
-        attributes=extra.get("attributes") or {},
-        context_text=extra.get("context"),
-        features=extra.get("features") or {},
+        attributes=d["at"],
+        context_text=d["c"],
+        features=d["f"],
     )
