@@ -235,6 +235,29 @@ async def add_variant(request: web.Request) -> web.Response:
     return json_response(updated.model_dump(mode="json"), 201)
 
 
+async def generate(request: web.Request) -> web.Response:
+    """Write candidate variants with the LLM backend (off the decide path, with its own time limit)."""
+    admin(request)
+    runtime = request.app[RUNTIME]
+    exp = await load_experiment(request)
+    from engine.generation.models import GenerationRequest
+    from engine.generation.service import GenerationUnavailable
+
+    req = parse(GenerationRequest, await request.read())
+
+    async def add(experiment_id: str, candidates: Any) -> list[str]:
+        return await runtime.add_variants(experiment_id, [c.text for c in candidates])
+
+    try:
+        result = await runtime.generation.generate(req, experiment_id=exp.id, add_variants=add)
+    except GenerationUnavailable as exc:
+        raise ApiError(503, "generation_unavailable", str(exc),
+                       [{"field": "backend", "message": f"{exc.reason}: {exc.detail}"}]) from None
+    except ValidationError as exc:  # adding would break the experiment's bounds (e.g. too many variants)
+        raise validation_error(exc) from None
+    return json_response(result.model_dump(mode="json"))
+
+
 # --- decisions and events -------------------------------------------------------------------------
 async def decide(request: web.Request) -> web.Response:
     t0 = time.perf_counter()
@@ -303,6 +326,7 @@ def create_http_app(runtime: Runtime) -> web.Application:
     r.add_get("/v1/experiments/{experiment_id}", get_experiment)
     r.add_post("/v1/experiments/{experiment_id}/stop", stop_experiment)
     r.add_post("/v1/experiments/{experiment_id}/variants", add_variant)
+    r.add_post("/v1/experiments/{experiment_id}/generate", generate)
     r.add_post("/v1/experiments/{experiment_id}/decide", decide)
     r.add_post("/v1/events", post_events)
     r.add_get("/healthz", healthz)

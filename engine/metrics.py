@@ -35,6 +35,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "abengine_http_requests_total",
     "abengine_generation_requests_total",
     "abengine_generation_latency_seconds",
+    "abengine_generation_dropped_total",
 )
 
 REJECT_REASONS = ("invalid", "late", "unmatched", "duplicate", "foreign_allocator", "repeat")
@@ -54,6 +55,7 @@ class Sensor:
     def on_policy(self, experiment: str, version: int, summary: Mapping[str, Mapping[str, float]]) -> None: ...
     def on_redis_degraded(self, degraded: bool) -> None: ...
     def on_generation(self, backend: str, outcome: str, seconds: float) -> None: ...
+    def on_generation_dropped(self, reason: str, n: int) -> None: ...
 
 
 class PrometheusSensor(Sensor):
@@ -92,6 +94,8 @@ class PrometheusSensor(Sensor):
         self.redis_degraded = Gauge("abengine_redis_degraded", "1 while Redis is unreachable.", registry=r)
         self.generation = Counter("abengine_generation_requests", "Variant generation requests.",
                                   ["backend", "outcome"], registry=r)
+        self.generation_dropped = Counter("abengine_generation_dropped", "Generated candidates dropped by "
+                                          "validation, by reason.", ["reason"], registry=r)
         self.generation_latency = Histogram("abengine_generation_latency_seconds", "Generation latency.",
                                             buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60), registry=r)
         for reason in REJECT_REASONS:
@@ -138,6 +142,9 @@ class PrometheusSensor(Sensor):
     def on_generation(self, backend: str, outcome: str, seconds: float) -> None:
         self.generation.labels(backend, outcome).inc()
         self.generation_latency.observe(seconds)
+
+    def on_generation_dropped(self, reason: str, n: int) -> None:
+        self.generation_dropped.labels(reason).inc(n)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

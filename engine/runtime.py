@@ -15,6 +15,8 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka.partitioner import murmur2
@@ -27,7 +29,7 @@ from engine.metrics import PrometheusSensor
 from engine.serving import ServingState
 from engine.store import ExperimentStore, Keys, PolicyStore, RewardLedger
 from producers.kafka import EventProducer, ensure_topics
-from schemas import DeadLetter, Experiment
+from schemas import DeadLetter, Experiment, Variant
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class Runtime:
         self.producer = EventProducer(bootstrap_servers, settings)
         self.ingestor = Ingestor(self.ledger, self.learners, self.lookup_experiment, self.send_dead_letters,
                                  self.sensor)
+        self._generation: Any = None
         self.redis_ok = False
         self.assigned: set[int] = set()
         self.started = asyncio.Event()
@@ -82,6 +85,8 @@ class Runtime:
         with contextlib.suppress(RedisError, OSError):
             await self.learners.flush(force=True)
         await self.producer.stop()
+        if self._generation is not None:
+            await self._generation.aclose()
         await self.redis.aclose()
 
     # --- background work -----------------------------------------------------------------------
@@ -115,6 +120,37 @@ class Runtime:
         ]
         if owned:
             await self.ingestor.retry_pending(owned)
+
+    # --- generation ----------------------------------------------------------------------------------
+    @property
+    def generation(self) -> Any:
+        """The variant generator (engine.generation), built on first use; its model loads off the loop."""
+        if self._generation is None:
+            from engine.generation.service import GenerationService
+
+            self._generation = GenerationService.from_settings(sensor=_GenerationSensor(self))
+        return self._generation
+
+    async def add_variants(self, experiment_id: str, texts: Sequence[str], prefix: str = "gen") -> list[str]:
+        """Add variants with fresh ids to an experiment (registry + local serving state)."""
+        import hashlib
+
+        exp = await self.lookup_experiment(experiment_id)
+        if exp is None:
+            raise KeyError(experiment_id)
+        existing = set(exp.variant_ids)
+        new: list[Variant] = []
+        for text in texts:
+            vid = f"{prefix}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+            if vid not in existing:
+                existing.add(vid)
+                new.append(Variant(id=vid, text=text))
+        updated = exp.model_copy(update={"variants": [*exp.variants, *new], "updated_at": datetime.now(UTC),
+                                         "revision": exp.revision + 1})
+        Experiment.model_validate(updated.model_dump())  # bounds (e.g. at most 64 variants)
+        await self.experiments.put(updated)
+        self.serving.upsert(updated)
+        return [f"{prefix}-{hashlib.sha1(t.encode()).hexdigest()[:10]}" for t in texts]
 
     # --- callbacks used by ingestion and the API ---------------------------------------------------
     async def lookup_experiment(self, experiment_id: str) -> Experiment | None:
@@ -159,3 +195,23 @@ class Runtime:
             "learning": sorted(self.learners.learners),
             "worker": self.worker_id,
         }
+
+
+class _GenerationSensor:
+    """Forwards the generator's counters to the worker's sensor (Prometheus)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @property
+    def _backend(self) -> str:
+        return self.runtime.generation.backend.name if self.runtime._generation is not None else "unknown"
+
+    def dropped(self, reason: str, count: int) -> None:
+        self.runtime.sensor.on_generation_dropped(reason, count)
+
+    def failed(self, reason: str) -> None:
+        pass  # counted with its latency in observed()
+
+    def observed(self, seconds: float, outcome: str) -> None:
+        self.runtime.sensor.on_generation(self._backend, outcome, seconds)
