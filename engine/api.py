@@ -7,6 +7,7 @@ field, an unknown experiment a 404, a body over the limit a 413.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections import OrderedDict
 import logging
@@ -165,6 +166,10 @@ async def create_experiment(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     spec: ExperimentSpec = parse(ExperimentSpec, await request.read())
     experiment = Experiment.from_spec(spec, datetime.now(UTC))
+    if spec.warm_start:
+        prior = await ranker_call(runtime, "warm_start_prior", [(v.id, v.text) for v in spec.variants])
+        experiment = experiment.model_copy(update={
+            "prior": {v: (x["alpha"], x["beta"]) for v, x in prior["variants"].items()}})
     try:
         fresh_allocator(experiment)  # fail now, with the field named, rather than at the first decide
     except ValueError as exc:
@@ -258,6 +263,44 @@ async def generate(request: web.Request) -> web.Response:
     return json_response(result.model_dump(mode="json"))
 
 
+# --- content ranking (engine/ranker) ---------------------------------------------------------------
+async def ranker_call(runtime: Runtime, method: str, *args: Any) -> Any:
+    """Call the content ranker off the event loop (it may embed new texts)."""
+    if runtime.ranker is None:
+        raise ApiError(503, "ranker_unavailable", "the content ranker is still loading or not installed")
+    try:
+        return await asyncio.to_thread(getattr(runtime.ranker, method), *args)
+    except ValueError as exc:
+        raise ApiError(422, "validation_error", str(exc), [{"field": "variants", "message": str(exc)}]) from None
+
+
+def _variants(exp: Experiment) -> list[tuple[str, str]]:
+    return [(v.id, v.text) for v in exp.variants]
+
+
+async def ranking(request: web.Request) -> web.Response:
+    exp = await load_experiment(request)
+    return json_response(await ranker_call(request.app[RUNTIME], "ranking", _variants(exp)))
+
+
+async def insights(request: web.Request) -> web.Response:
+    """Why the best variant wins; by observed click rates once every variant has traffic."""
+    runtime = request.app[RUNTIME]
+    exp = await load_experiment(request)
+    allocator = runtime.serving.allocators.get(exp.id)
+    summary = allocator.summary() if allocator is not None else {}
+    observed = None
+    if summary and all(summary.get(v, {}).get("trials", 0) > 0 for v in exp.variant_ids):
+        observed = {v: summary[v]["click_rate"] for v in exp.variant_ids}
+    body = await ranker_call(runtime, "insights", _variants(exp), observed)
+    return json_response({"observed": observed is not None, **body})
+
+
+async def opportunities(request: web.Request) -> web.Response:
+    exp = await load_experiment(request)
+    return json_response(await ranker_call(request.app[RUNTIME], "opportunities", _variants(exp)))
+
+
 # --- decisions and events -------------------------------------------------------------------------
 async def decide(request: web.Request) -> web.Response:
     t0 = time.perf_counter()
@@ -327,6 +370,9 @@ def create_http_app(runtime: Runtime) -> web.Application:
     r.add_post("/v1/experiments/{experiment_id}/stop", stop_experiment)
     r.add_post("/v1/experiments/{experiment_id}/variants", add_variant)
     r.add_post("/v1/experiments/{experiment_id}/generate", generate)
+    r.add_get("/v1/experiments/{experiment_id}/ranking", ranking)
+    r.add_get("/v1/experiments/{experiment_id}/insights", insights)
+    r.add_get("/v1/experiments/{experiment_id}/opportunities", opportunities)
     r.add_post("/v1/experiments/{experiment_id}/decide", decide)
     r.add_post("/v1/events", post_events)
     r.add_get("/healthz", healthz)

@@ -63,6 +63,7 @@ class Runtime:
         self.ingestor = Ingestor(self.ledger, self.learners, self.lookup_experiment, self.send_dead_letters,
                                  self.sensor)
         self._generation: Any = None
+        self.ranker: Any = None  # engine.ranker.RankerService, loaded once in the background at start
         self.redis_ok = False
         self.assigned: set[int] = set()
         self.started = asyncio.Event()
@@ -73,7 +74,8 @@ class Runtime:
         await ensure_topics(self.bootstrap_servers, self.settings)  # no-op when the CLI made them
         await self.producer.start()
         await self._refresh()
-        self._tasks = [asyncio.create_task(self._loop(), name="abengine-refresh")]
+        self._tasks = [asyncio.create_task(self._loop(), name="abengine-refresh"),
+                       asyncio.create_task(self._load_ranker(), name="abengine-ranker")]
         self.started.set()
         log.info("worker %s ready", self.worker_id)
 
@@ -120,6 +122,18 @@ class Runtime:
         ]
         if owned:
             await self.ingestor.retry_pending(owned)
+
+    async def _load_ranker(self) -> None:
+        """Load the content ranker (artifact + MiniLM) once, off the event loop."""
+        try:
+            from engine.ranker.service import RankerService
+
+            ranker = await asyncio.to_thread(RankerService.load)
+            await asyncio.to_thread(ranker.rank, [("warm-up", "Warm up the encoder")])
+            self.ranker = ranker
+            log.info("content ranker %s loaded", ranker.model_version)
+        except Exception:  # serving never depends on it: its endpoints answer 503 instead
+            log.exception("content ranker unavailable")
 
     # --- generation ----------------------------------------------------------------------------------
     @property

@@ -37,6 +37,7 @@ def engine_options(experiment: Experiment) -> dict[str, Any]:
         "split": experiment.split,
         "conversion_weight": experiment.conversion_weight,
         "attribution_window_s": experiment.attribution_window_s,
+        "prior_pseudo_counts": experiment.prior,
     }
 
 

@@ -50,6 +50,8 @@ class ExperimentSpec(WireModel):
     #: Reward of a decision = click + conversion_weight * conversion value.
     conversion_weight: Annotated[float, Field(ge=0, le=1e6)] = 0.0
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    #: Seed the allocator with the content ranker's predicted scores (Thompson pseudo-counts).
+    warm_start: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentSpec:
@@ -71,6 +73,8 @@ class Experiment(ExperimentSpec):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     revision: Annotated[int, Field(ge=0)] = 0
+    #: Set by the engine when ``warm_start``: (alpha, beta) pseudo-counts per variant from the ranker.
+    prior: dict[Id, tuple[FiniteFloat, FiniteFloat]] | None = None
 
     @classmethod
     def from_spec(cls, spec: ExperimentSpec, now: datetime) -> Experiment:

@@ -23,7 +23,9 @@ ALLOCATORS: dict[str, str] = {
 }
 
 #: Options the engine offers every allocator; each takes those its constructor names.
-ENGINE_OPTIONS = frozenset({"variant_texts", "split", "conversion_weight", "attribution_window_s"})
+ENGINE_OPTIONS = frozenset(
+    {"variant_texts", "split", "conversion_weight", "attribution_window_s", "prior_pseudo_counts"}
+)
 
 
 def available() -> list[str]:
