@@ -31,7 +31,9 @@ from bench.loadgen import closed_loop, open_loop  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
 
 
-def pinned(cmd: list[str], core: int, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+def pinned(
+    cmd: list[str], core: int, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen:
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(["taskset", "-c", str(core), *cmd], env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -49,8 +51,11 @@ def wait_http(url: str, timeout: float = 120) -> None:
 
 
 def body(i: int) -> dict:
-    return {"user_id": f"user-{i % 5000}", "attributes": {"segment": "s" + str(i % 3)},
-            "context": ["homepage", "newsletter", "search: spring jackets"][i % 3]}
+    return {
+        "user_id": f"user-{i % 5000}",
+        "attributes": {"segment": "s" + str(i % 3)},
+        "context": ["homepage", "newsletter", "search: spring jackets"][i % 3],
+    }
 
 
 async def measure(name: str, url: str, rates: list[int], seconds: float) -> list[dict]:
@@ -84,19 +89,29 @@ def main() -> None:
             p_plain, p_redis, p_engine = free_port(), free_port(), free_port()
             procs.append(pinned([py, str(ROOT / "bench" / "peer_http.py"), str(p_plain)], 0))
             procs.append(pinned([py, str(ROOT / "bench" / "peer_http.py"), str(p_redis), redis.url], 0))
-            env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "REDIS_URL": redis.url,
-                   "ABENGINE_HTTP_PORT": str(p_engine), "ABENGINE_LOG_LEVEL": "warning",
-                   "ABENGINE_TOPIC_PARTITIONS": "4"}
+            env = {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                "REDIS_URL": redis.url,
+                "ABENGINE_HTTP_PORT": str(p_engine),
+                "ABENGINE_LOG_LEVEL": "warning",
+                "ABENGINE_TOPIC_PARTITIONS": "4",
+            }
             procs.append(pinned([py, "-m", "engine.cli", "worker"], 0, env, tmp / "worker.log"))
             engine = f"http://127.0.0.1:{p_engine}"
             wait_http(f"{engine}/readyz")
-            spec = {"id": "bench", "allocator": args.allocator,
-                    "variants": [{"id": f"v{i}", "text": f"Headline number {i}"} for i in range(10)]}
+            spec = {
+                "id": "bench",
+                "allocator": args.allocator,
+                "variants": [{"id": f"v{i}", "text": f"Headline number {i}"} for i in range(10)],
+            }
             r = httpx.post(f"{engine}/v1/experiments", json=spec, timeout=30)
             assert r.status_code == 201, r.text
-            for name, url in (("aiohttp+pydantic", f"http://127.0.0.1:{p_plain}/decide"),
-                              ("aiohttp+pydantic+redis", f"http://127.0.0.1:{p_redis}/decide"),
-                              (f"abengine ({args.allocator})", f"{engine}/v1/experiments/bench/decide")):
+            for name, url in (
+                ("aiohttp+pydantic", f"http://127.0.0.1:{p_plain}/decide"),
+                ("aiohttp+pydantic+redis", f"http://127.0.0.1:{p_redis}/decide"),
+                (f"abengine ({args.allocator})", f"{engine}/v1/experiments/bench/decide"),
+            ):
                 if "abengine" not in name:
                     wait_http(url.replace("/decide", "/"))
                 rows += asyncio.run(measure(name, url, rates, args.seconds))
@@ -105,18 +120,26 @@ def main() -> None:
                 p.terminate()
             for p in procs:
                 p.wait(10)
-    print(f"{'target':32} {'mode':10} {'offered':>8} {'achieved':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    print(
+        f"{'target':32} {'mode':10} {'offered':>8} {'achieved':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    )
     for r in rows:
-        print(f"{r['target']:32} {r['mode']:10} {r['offered_rps'] or '-':>8} {r['achieved_rps']:>9} "
-              f"{r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>6}")
+        print(
+            f"{r['target']:32} {r['mode']:10} {r['offered_rps'] or '-':>8} {r['achieved_rps']:>9} "
+            f"{r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>6}"
+        )
     sat = {r["target"]: r["achieved_rps"] for r in rows if r["mode"] == "closed-32"}
     eng = next(v for k, v in sat.items() if k.startswith("abengine"))
     for k, v in sat.items():
         if not k.startswith("abengine"):
             print(f"saturated throughput engine / {k}: {eng / v:.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": os.uname().nodename, "cpus": os.cpu_count(),
-                                          "seconds": args.seconds, "rows": rows}, indent=2))
+    Path(args.out).write_text(
+        json.dumps(
+            {"machine": os.uname().nodename, "cpus": os.cpu_count(), "seconds": args.seconds, "rows": rows},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -45,11 +45,24 @@ async def fill(bootstrap: str, settings: Settings, exp_ids: list[str], n: int) -
     for i in range(n):
         exp = exp_ids[i % len(exp_ids)]
         did = uuid.uuid4().hex
-        d = DecisionLog(decision_id=did, experiment_id=exp, variant_id="ab"[i % 2], content="x", propensity=0.5,
-                        allocator="thompson", model_version=0, timestamp=now, user_id=f"u{i}")
+        d = DecisionLog(
+            decision_id=did,
+            experiment_id=exp,
+            variant_id="ab"[i % 2],
+            content="x",
+            propensity=0.5,
+            allocator="thompson",
+            model_version=0,
+            timestamp=now,
+            user_id=f"u{i}",
+        )
         await p.send("decisions", exp, d.model_dump_json().encode())
-        ev = {"event_id": uuid.uuid4().hex, "decision_id": did, "experiment_id": exp,
-              "event_time": now.isoformat()}
+        ev = {
+            "event_id": uuid.uuid4().hex,
+            "decision_id": did,
+            "experiment_id": exp,
+            "event_time": now.isoformat(),
+        }
         await p.send("impressions", exp, orjson.dumps({**ev, "type": "impression"}))
         sent += 2
         if i % 10 == 0:
@@ -64,8 +77,14 @@ async def raw_getmany(bootstrap: str, settings: Settings, total: int) -> float:
     from aiokafka import AIOKafkaConsumer
 
     topics = [settings.topic(t) for t in ("decisions", "impressions", "clicks")]
-    c = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
-                         enable_auto_commit=False, max_poll_records=2000)
+    c = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+        max_poll_records=2000,
+    )
     await c.start()
     seen = 0
     t0 = None
@@ -83,15 +102,24 @@ async def raw_getmany(bootstrap: str, settings: Settings, total: int) -> float:
     return seen / (time.perf_counter() - (t0 or time.perf_counter()))
 
 
-def run_worker(mode: str, kafka: str, redis_url: str, group: str, tmp: Path, expected: int,
-               exp_ids: list[str]) -> float:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "REDIS_URL": redis_url, "ABENGINE_INGEST_MODE": mode,
-           "ABENGINE_CONSUMER_GROUP": group, "ABENGINE_HTTP_PORT": str(free_port()),
-           "ABENGINE_TOPIC_PARTITIONS": "4", "ABENGINE_LOG_LEVEL": "warning",
-           "ABENGINE_BATCH_SIZE": "2000"}
+def run_worker(
+    mode: str, kafka: str, redis_url: str, group: str, tmp: Path, expected: int, exp_ids: list[str]
+) -> float:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "REDIS_URL": redis_url,
+        "ABENGINE_INGEST_MODE": mode,
+        "ABENGINE_CONSUMER_GROUP": group,
+        "ABENGINE_HTTP_PORT": str(free_port()),
+        "ABENGINE_TOPIC_PARTITIONS": "4",
+        "ABENGINE_LOG_LEVEL": "warning",
+        "ABENGINE_BATCH_SIZE": "2000",
+    }
     log = open(tmp / f"worker-{mode}.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "worker"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     r = redis.Redis.from_url(redis_url)
     keys = Keys()
 
@@ -140,7 +168,9 @@ def main() -> None:
         t0 = time.perf_counter()
         sent = asyncio.run(fill(kafka.bootstrap_servers, settings, exp_ids, args.decisions))
         print(f"backlog: {sent} records produced in {time.perf_counter() - t0:.1f}s")
-        results["raw aiokafka getmany + json"] = asyncio.run(raw_getmany(kafka.bootstrap_servers, settings, sent))
+        results["raw aiokafka getmany + json"] = asyncio.run(
+            raw_getmany(kafka.bootstrap_servers, settings, sent)
+        )
         events = sent - args.decisions
         for i, mode in enumerate(args.modes.split(",")):
             # a fresh consumer group re-reads the backlog; the ledger already holds earlier runs' events,
@@ -150,8 +180,9 @@ def main() -> None:
                 spec = ExperimentSpec(id=e, variants=[{"id": "a", "text": "A"}, {"id": "b", "text": "B"}])
                 client.hset(Keys().experiments, e, Experiment.from_spec(spec, now).model_dump_json())
             client.incr(Keys().experiments_rev)
-            rate_events = run_worker(mode, kafka.bootstrap_servers, red.url, f"bench-{mode}-{i}", tmp, events,
-                                     exp_ids)
+            rate_events = run_worker(
+                mode, kafka.bootstrap_servers, red.url, f"bench-{mode}-{i}", tmp, events, exp_ids
+            )
             results[f"abengine worker ({mode})"] = rate_events * sent / events  # records/s incl. decisions
     print(f"{'consumer':34} {'records/s':>12}")
     for k, v in results.items():

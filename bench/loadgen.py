@@ -35,13 +35,20 @@ class LoadResult:
         return float(np.percentile(self.latencies_s, q) * 1000) if len(self.latencies_s) else float("nan")
 
     def row(self) -> dict[str, float | int | None]:
-        return {"offered_rps": self.offered_rps, "achieved_rps": round(self.achieved_rps, 1), "ok": self.ok,
-                "errors": self.errors, "p50_ms": round(self.pct(50), 3), "p99_ms": round(self.pct(99), 3),
-                "max_ms": round(self.pct(100), 3)}
+        return {
+            "offered_rps": self.offered_rps,
+            "achieved_rps": round(self.achieved_rps, 1),
+            "ok": self.ok,
+            "errors": self.errors,
+            "p50_ms": round(self.pct(50), 3),
+            "p99_ms": round(self.pct(99), 3),
+            "max_ms": round(self.pct(100), 3),
+        }
 
 
-async def open_loop(url: str, body: Callable[[int], dict], rate: float, seconds: float,
-                    connections: int = 64) -> LoadResult:
+async def open_loop(
+    url: str, body: Callable[[int], dict], rate: float, seconds: float, connections: int = 64
+) -> LoadResult:
     n = int(rate * seconds)
     lat = np.full(n, np.nan)
     errors = 0
@@ -56,8 +63,9 @@ async def open_loop(url: str, body: Callable[[int], dict], rate: float, seconds:
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                async with session.post(url, data=orjson.dumps(body(i)),
-                                        headers={"Content-Type": "application/json"}) as resp:
+                async with session.post(
+                    url, data=orjson.dumps(body(i)), headers={"Content-Type": "application/json"}
+                ) as resp:
                     await resp.read()
                     if resp.status == 200:
                         lat[i] = time.perf_counter() - scheduled
@@ -72,7 +80,9 @@ async def open_loop(url: str, body: Callable[[int], dict], rate: float, seconds:
     return LoadResult(rate, n, len(ok), errors, elapsed, ok)
 
 
-async def closed_loop(url: str, body: Callable[[int], dict], seconds: float, connections: int = 32) -> LoadResult:
+async def closed_loop(
+    url: str, body: Callable[[int], dict], seconds: float, connections: int = 32
+) -> LoadResult:
     lat: list[float] = []
     errors = 0
     counter = 0
@@ -85,8 +95,9 @@ async def closed_loop(url: str, body: Callable[[int], dict], seconds: float, con
             while time.perf_counter() < deadline:
                 counter += 1
                 t = time.perf_counter()
-                async with session.post(url, data=orjson.dumps(body(counter)),
-                                        headers={"Content-Type": "application/json"}) as resp:
+                async with session.post(
+                    url, data=orjson.dumps(body(counter)), headers={"Content-Type": "application/json"}
+                ) as resp:
                     await resp.read()
                     if resp.status == 200:
                         lat.append(time.perf_counter() - t)

@@ -20,9 +20,9 @@ from mode import Service
 from redis.exceptions import RedisError
 
 from consumers.ingest import Record, dead_letter
-from producers.kafka import ProducerUnavailable
 from engine.config import EVENT_TOPICS, Settings
 from engine.runtime import Runtime
+from producers.kafka import ProducerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ def create_app(runtime: Runtime) -> faust.App:
                 continue
             position = await consumer.position(tp)
             if position is not None:
-                runtime.sensor.on_consumer_lag(tp.topic, tp.partition, max(consumer.highwater(tp) - position, 0))
+                runtime.sensor.on_consumer_lag(
+                    tp.topic, tp.partition, max(consumer.highwater(tp) - position, 0)
+                )
 
     return app

@@ -74,8 +74,9 @@ class BatchConsumer(Service):
         s = self.runtime.settings
         while not self.should_stop:
             try:
-                fetched = await consumer.getmany(timeout_ms=int(s.batch_within_s * 1000) + 50,
-                                                 max_records=s.batch_size)
+                fetched = await consumer.getmany(
+                    timeout_ms=int(s.batch_within_s * 1000) + 50, max_records=s.batch_size
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:

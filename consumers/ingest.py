@@ -109,7 +109,9 @@ class Ingestor:
         for exp_id, items in by_exp.items():
             experiment = await self.experiment(exp_id)
             if experiment is None:
-                bad.extend(dead_letter(rec, "unmatched", f"unknown experiment {exp_id!r}") for _, _, rec in items)
+                bad.extend(
+                    dead_letter(rec, "unmatched", f"unknown experiment {exp_id!r}") for _, _, rec in items
+                )
                 counts["unmatched"] += len(items)
                 continue
             outcomes = await self.ledger.apply_events(
@@ -119,10 +121,20 @@ class Ingestor:
                 counts[outcome] += 1
                 self._count(exp_id, event.type, outcome)
                 if outcome == "late":
-                    bad.append(dead_letter(rec, "late", f"{event.type} {event.event_id} arrived after the "
-                                     f"{experiment.attribution_window_s:g}s attribution window"))
+                    bad.append(
+                        dead_letter(
+                            rec,
+                            "late",
+                            f"{event.type} {event.event_id} arrived after the "
+                            f"{experiment.attribution_window_s:g}s attribution window",
+                        )
+                    )
                 elif outcome == "unmatched":
-                    bad.append(dead_letter(rec, "unmatched", f"no decision {event.decision_id!r} within the grace period"))
+                    bad.append(
+                        dead_letter(
+                            rec, "unmatched", f"no decision {event.decision_id!r} within the grace period"
+                        )
+                    )
             await self.learners.learn([exp_id], partition=items[0][2].partition)
         await self._dead_letter(bad)
         invalid = sum(1 for b in bad if b.reason == "invalid")
@@ -142,7 +154,9 @@ class Ingestor:
             items: list[tuple[EventBase, bytes]] = []
             for kind, raw in raws:
                 items.append((EVENT_MODELS[kind].model_validate_json(raw), raw))
-            outcomes = await self.ledger.apply_events(exp_id, items, experiment.attribution_window_s, retry=True)
+            outcomes = await self.ledger.apply_events(
+                exp_id, items, experiment.attribution_window_s, retry=True
+            )
             bad = []
             for (event, raw), outcome in zip(items, outcomes, strict=True):
                 counts[outcome] += 1
@@ -150,8 +164,11 @@ class Ingestor:
                     self._count(exp_id, event.type, outcome)
                 if outcome in ("unmatched", "late"):
                     rec = Record(EVENT_OF_TOPIC_INV[event.type], -1, -1, exp_id.encode(), raw)
-                    detail = (f"no decision {event.decision_id!r} within the grace period" if outcome == "unmatched"
-                              else "arrived after the attribution window")
+                    detail = (
+                        f"no decision {event.decision_id!r} within the grace period"
+                        if outcome == "unmatched"
+                        else "arrived after the attribution window"
+                    )
                     bad.append(dead_letter(rec, outcome, detail))
             await self._dead_letter(bad)
             if counts.get("applied") or counts.get("repeat"):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections import OrderedDict
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +35,9 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, fields: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, fields: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.fields = status, code, message, fields or []
 
@@ -44,18 +46,27 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-def error_response(status: int, code: str, message: str, fields: list[dict[str, str]] | None = None) -> web.Response:
-    return json_response({"error": {"status": status, "code": code, "message": message, "fields": fields or []}},
-                         status)
+def error_response(
+    status: int, code: str, message: str, fields: list[dict[str, str]] | None = None
+) -> web.Response:
+    return json_response(
+        {"error": {"status": status, "code": code, "message": message, "fields": fields or []}}, status
+    )
 
 
 def validation_error(exc: ValidationError) -> ApiError:
     """400 for unparseable JSON, else 422 with one entry per offending field."""
     errors = exc.errors(include_url=False)
     if any(e["type"] == "json_invalid" for e in errors):
-        return ApiError(400, "malformed_json", "request body is not valid JSON",
-                        [{"field": "body", "message": errors[0]["msg"]}])
-    fields = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in errors[:20]]
+        return ApiError(
+            400,
+            "malformed_json",
+            "request body is not valid JSON",
+            [{"field": "body", "message": errors[0]["msg"]}],
+        )
+    fields = [
+        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in errors[:20]
+    ]
     names = ", ".join(f["field"] for f in fields)
     return ApiError(422, "validation_error", f"invalid request: {names}", fields)
 
@@ -104,8 +115,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(exc.status, exc.code, exc.message, exc.fields)
     except web.HTTPRequestEntityTooLarge:
         limit = runtime.settings.max_body_bytes
-        response = error_response(413, "body_too_large", f"request body exceeds {limit} bytes",
-                                  [{"field": "body", "message": f"at most {limit} bytes"}])
+        response = error_response(
+            413,
+            "body_too_large",
+            f"request body exceeds {limit} bytes",
+            [{"field": "body", "message": f"at most {limit} bytes"}],
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -125,8 +140,12 @@ def _require(request: web.Request, token: str | None) -> None:
     header = request.headers.get("Authorization", "")
     given = header[7:] if header.startswith("Bearer ") else ""
     if not hmac.compare_digest(given.encode(), token.encode()):
-        raise ApiError(401, "unauthorized", "missing or wrong bearer token",
-                       [{"field": "Authorization", "message": "expected 'Bearer <token>'"}])
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or wrong bearer token",
+            [{"field": "Authorization", "message": "expected 'Bearer <token>'"}],
+        )
 
 
 def admin(request: web.Request) -> None:
@@ -140,8 +159,12 @@ def client(request: web.Request) -> None:
 def experiment_id(request: web.Request) -> str:
     exp_id = request.match_info["experiment_id"]
     if not _ID.match(exp_id):
-        raise ApiError(404, "experiment_not_found", f"no experiment {exp_id[:140]!r}",
-                       [{"field": "experiment_id", "message": "not a valid experiment id"}])
+        raise ApiError(
+            404,
+            "experiment_not_found",
+            f"no experiment {exp_id[:140]!r}",
+            [{"field": "experiment_id", "message": "not a valid experiment id"}],
+        )
     return exp_id
 
 
@@ -149,8 +172,12 @@ async def load_experiment(request: web.Request) -> Experiment:
     exp_id = experiment_id(request)
     exp = await request.app[RUNTIME].lookup_experiment(exp_id)
     if exp is None:
-        raise ApiError(404, "experiment_not_found", f"no experiment {exp_id!r}",
-                       [{"field": "experiment_id", "message": "unknown experiment"}])
+        raise ApiError(
+            404,
+            "experiment_not_found",
+            f"no experiment {exp_id!r}",
+            [{"field": "experiment_id", "message": "unknown experiment"}],
+        )
     return exp
 
 
@@ -168,8 +195,9 @@ async def create_experiment(request: web.Request) -> web.Response:
     experiment = Experiment.from_spec(spec, datetime.now(UTC))
     if spec.warm_start:
         prior = await ranker_call(runtime, "warm_start_prior", [(v.id, v.text) for v in spec.variants])
-        experiment = experiment.model_copy(update={
-            "prior": {v: (x["alpha"], x["beta"]) for v, x in prior["variants"].items()}})
+        experiment = experiment.model_copy(
+            update={"prior": {v: (x["alpha"], x["beta"]) for v, x in prior["variants"].items()}}
+        )
     try:
         fresh_allocator(experiment)  # fail now, with the field named, rather than at the first decide
     except ValueError as exc:
@@ -177,8 +205,12 @@ async def create_experiment(request: web.Request) -> web.Response:
     try:
         await runtime.experiments.create(experiment)
     except ExperimentExists:
-        raise ApiError(409, "experiment_exists", f"experiment {spec.id!r} already exists",
-                       [{"field": "id", "message": "already exists"}]) from None
+        raise ApiError(
+            409,
+            "experiment_exists",
+            f"experiment {spec.id!r} already exists",
+            [{"field": "id", "message": "already exists"}],
+        ) from None
     runtime.serving.upsert(experiment)
     return json_response(experiment.model_dump(mode="json"), 201)
 
@@ -196,7 +228,9 @@ async def get_experiment(request: web.Request) -> web.Response:
     status = getattr(allocator, "status", None)
     body: dict[str, Any] = {
         "experiment": exp.model_dump(mode="json"),
-        "policy": None if allocator is None else {
+        "policy": None
+        if allocator is None
+        else {
             "allocator": allocator.name,
             "version": allocator.version,
             "variants": allocator.summary(),
@@ -214,8 +248,9 @@ async def stop_experiment(request: web.Request) -> web.Response:
     admin(request)
     runtime = request.app[RUNTIME]
     exp = await load_experiment(request)
-    stopped = exp.model_copy(update={"status": "stopped", "updated_at": datetime.now(UTC),
-                                     "revision": exp.revision + 1})
+    stopped = exp.model_copy(
+        update={"status": "stopped", "updated_at": datetime.now(UTC), "revision": exp.revision + 1}
+    )
     await runtime.experiments.put(stopped)
     runtime.serving.upsert(stopped)
     return json_response(stopped.model_dump(mode="json"))
@@ -227,10 +262,19 @@ async def add_variant(request: web.Request) -> web.Response:
     exp = await load_experiment(request)
     variant: Variant = parse(Variant, await request.read())
     if variant.id in exp.variant_ids:
-        raise ApiError(409, "variant_exists", f"variant {variant.id!r} already exists",
-                       [{"field": "id", "message": "already exists"}])
-    updated = exp.model_copy(update={"variants": [*exp.variants, variant], "updated_at": datetime.now(UTC),
-                                     "revision": exp.revision + 1})
+        raise ApiError(
+            409,
+            "variant_exists",
+            f"variant {variant.id!r} already exists",
+            [{"field": "id", "message": "already exists"}],
+        )
+    updated = exp.model_copy(
+        update={
+            "variants": [*exp.variants, variant],
+            "updated_at": datetime.now(UTC),
+            "revision": exp.revision + 1,
+        }
+    )
     try:
         Experiment.model_validate(updated.model_dump())
     except ValidationError as exc:
@@ -256,8 +300,12 @@ async def generate(request: web.Request) -> web.Response:
     try:
         result = await runtime.generation.generate(req, experiment_id=exp.id, add_variants=add)
     except GenerationUnavailable as exc:
-        raise ApiError(503, "generation_unavailable", str(exc),
-                       [{"field": "backend", "message": f"{exc.reason}: {exc.detail}"}]) from None
+        raise ApiError(
+            503,
+            "generation_unavailable",
+            str(exc),
+            [{"field": "backend", "message": f"{exc.reason}: {exc.detail}"}],
+        ) from None
     except ValidationError as exc:  # adding would break the experiment's bounds (e.g. too many variants)
         raise validation_error(exc) from None
     return json_response(result.model_dump(mode="json"))
@@ -271,7 +319,9 @@ async def ranker_call(runtime: Runtime, method: str, *args: Any) -> Any:
     try:
         return await asyncio.to_thread(getattr(runtime.ranker, method), *args)
     except ValueError as exc:
-        raise ApiError(422, "validation_error", str(exc), [{"field": "variants", "message": str(exc)}]) from None
+        raise ApiError(
+            422, "validation_error", str(exc), [{"field": "variants", "message": str(exc)}]
+        ) from None
 
 
 def _variants(exp: Experiment) -> list[tuple[str, str]]:
@@ -309,16 +359,28 @@ async def decide(request: web.Request) -> web.Response:
     exp_id = experiment_id(request)
     req: DecisionRequest = parse(DecisionRequest, await request.read())
     if req.experiment_id is not None and req.experiment_id != exp_id:
-        raise ApiError(422, "validation_error", "experiment_id does not match the path",
-                       [{"field": "experiment_id", "message": f"expected {exp_id!r}"}])
+        raise ApiError(
+            422,
+            "validation_error",
+            "experiment_id does not match the path",
+            [{"field": "experiment_id", "message": f"expected {exp_id!r}"}],
+        )
     try:
         decision, record = runtime.serving.decide(exp_id, req)
     except ExperimentNotFound:
-        raise ApiError(404, "experiment_not_found", f"no experiment {exp_id!r}",
-                       [{"field": "experiment_id", "message": "unknown experiment"}]) from None
+        raise ApiError(
+            404,
+            "experiment_not_found",
+            f"no experiment {exp_id!r}",
+            [{"field": "experiment_id", "message": "unknown experiment"}],
+        ) from None
     except ExperimentNotRunning:
-        raise ApiError(409, "experiment_stopped", f"experiment {exp_id!r} is stopped",
-                       [{"field": "experiment_id", "message": "stopped"}]) from None
+        raise ApiError(
+            409,
+            "experiment_stopped",
+            f"experiment {exp_id!r} is stopped",
+            [{"field": "experiment_id", "message": "stopped"}],
+        ) from None
     except ValueError as exc:  # e.g. a feature an allocator refuses
         raise _config_error(exc) from None
     try:

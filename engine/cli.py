@@ -13,6 +13,7 @@ import click
 #: sub-command name -> "module:attribute" of a click command or group.
 _SUBCOMMANDS: dict[str, str] = {
     "config": "engine.cli_core:config_cmd",
+    "eval": "engine.evaluation.cli:eval_group",
     "ranker": "engine.ranker.cli:ranker",
     "generate": "engine.generation.cli:generate",
     "demo": "engine.cli_demo:demo_cmd",

@@ -43,23 +43,34 @@ def demo_cmd(n_decisions: int, concurrency: int, seed: int, allocator: str) -> N
 
     settings = Settings()
     with services(settings) as ep:
-        asyncio.run(_demo(settings, ep.bootstrap_servers, ep.redis_url, n_decisions, concurrency, seed, allocator))
+        asyncio.run(
+            _demo(settings, ep.bootstrap_servers, ep.redis_url, n_decisions, concurrency, seed, allocator)
+        )
 
 
-async def _start_worker(settings: Settings, bootstrap: str, redis_url: str, log_path: Path) -> tuple[
-        subprocess.Popen[bytes], str]:
+async def _start_worker(
+    settings: Settings, bootstrap: str, redis_url: str, log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     from engine.services.embedded import free_port
 
     port = free_port()
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "REDIS_URL": redis_url,
-           "ABENGINE_HTTP_PORT": str(port), "ABENGINE_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "REDIS_URL": redis_url,
+        "ABENGINE_HTTP_PORT": str(port),
+        "ABENGINE_LOG_LEVEL": "warning",
+    }
     out = open(log_path, "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "worker"], env=env, stdout=out,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
-async def wait_ready(base_url: str, timeout: float = 120.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+async def wait_ready(
+    base_url: str, timeout: float = 120.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll /readyz until the worker answers 200."""
     import aiohttp
 
@@ -78,8 +89,9 @@ async def wait_ready(base_url: str, timeout: float = 120.0, proc: subprocess.Pop
     raise click.ClickException(f"worker at {base_url} not ready after {timeout:.0f}s")
 
 
-async def _demo(settings: Settings, bootstrap: str, redis_url: str, n: int, concurrency: int, seed: int,
-                allocator: str) -> None:
+async def _demo(
+    settings: Settings, bootstrap: str, redis_url: str, n: int, concurrency: int, seed: int, allocator: str
+) -> None:
     import aiohttp
     from rich.console import Console
     from rich.table import Table
@@ -99,7 +111,9 @@ async def _demo(settings: Settings, bootstrap: str, redis_url: str, n: int, conc
         console.print(f"worker ready at {base} in {time.monotonic() - t0:.1f}s")
         exp_id = f"demo-{int(time.time())}"
         spec = {
-            "id": exp_id, "name": "Spring campaign headline", "allocator": allocator,
+            "id": exp_id,
+            "name": "Spring campaign headline",
+            "allocator": allocator,
             "variants": [{"id": vid, "text": text} for vid, text, _ in DEMO_VARIANTS],
         }
         async with aiohttp.ClientSession() as session:
@@ -109,24 +123,33 @@ async def _demo(settings: Settings, bootstrap: str, redis_url: str, n: int, conc
             producer = EventProducer(bootstrap, settings)
             await producer.start()
             truth = {vid: ctr for vid, _, ctr in DEMO_VARIANTS}
-            gen = TrafficGenerator(base, exp_id, [Segment("all", 1.0, truth)], producer,
-                                   concurrency=concurrency, seed=seed)
+            gen = TrafficGenerator(
+                base, exp_id, [Segment("all", 1.0, truth)], producer, concurrency=concurrency, seed=seed
+            )
             with tqdm(total=n, desc="decisions", unit="req") as bar:
                 t1 = time.monotonic()
                 stats = await gen.run(n, progress=bar.update)
                 elapsed = time.monotonic() - t1
             await producer.stop()
-            console.print(f"{n} decisions in {elapsed:.1f}s ({n / elapsed:,.0f}/s), "
-                          f"{stats.distinct_events} events sent")
+            console.print(
+                f"{n} decisions in {elapsed:.1f}s ({n / elapsed:,.0f}/s), {stats.distinct_events} events sent"
+            )
             body = await _wait_ingested(session, base, exp_id, stats.distinct_events)
             async with session.get(f"{base}/metrics") as resp:
                 metrics_text = await resp.text()
         _summary(console, Table, stats, body, truth)
         console.print("\n[bold]/metrics[/] (abengine counters):")
         for line in metrics_text.splitlines():
-            if line.startswith(("abengine_decisions_total", "abengine_events_consumed_total",
-                                "abengine_rewards_joined_total", "abengine_events_rejected_total",
-                                "abengine_allocator_posterior_mean", "abengine_decide_latency_seconds_count")):
+            if line.startswith(
+                (
+                    "abengine_decisions_total",
+                    "abengine_events_consumed_total",
+                    "abengine_rewards_joined_total",
+                    "abengine_events_rejected_total",
+                    "abengine_allocator_posterior_mean",
+                    "abengine_decide_latency_seconds_count",
+                )
+            ):
                 console.print("  " + line)
     finally:
         proc.terminate()
@@ -136,7 +159,9 @@ async def _demo(settings: Settings, bootstrap: str, redis_url: str, n: int, conc
             proc.kill()
 
 
-async def _wait_ingested(session: object, base: str, exp_id: str, expected: int, timeout: float = 120.0) -> dict:
+async def _wait_ingested(
+    session: object, base: str, exp_id: str, expected: int, timeout: float = 120.0
+) -> dict:
     """Wait until the ledger has applied every distinct event sent (the worker learns from Kafka)."""
     from tqdm import tqdm
 
@@ -160,22 +185,40 @@ async def _wait_ingested(session: object, base: str, exp_id: str, expected: int,
 def _summary(console: object, table_cls: type, stats: object, body: dict, truth: dict[str, float]) -> None:
     timeline = stats.timeline  # type: ignore[attr-defined]
     n = len(timeline)
-    first, last = timeline[: n // 5], timeline[-(n // 5):]
+    first, last = timeline[: n // 5], timeline[-(n // 5) :]
     policy = (body.get("policy") or {}).get("variants", {})
-    table = table_cls(title=f"Experiment {body['experiment']['id']} ({body['experiment']['allocator']}, "
-                      f"policy v{(body.get('policy') or {}).get('version')})")
-    for col in ("variant", "true CTR", "share first 20%", "share last 20%", "impressions", "clicks",
-                "observed CTR", "posterior mean", "P(best)"):
+    table = table_cls(
+        title=f"Experiment {body['experiment']['id']} ({body['experiment']['allocator']}, "
+        f"policy v{(body.get('policy') or {}).get('version')})"
+    )
+    for col in (
+        "variant",
+        "true CTR",
+        "share first 20%",
+        "share last 20%",
+        "impressions",
+        "clicks",
+        "observed CTR",
+        "posterior mean",
+        "P(best)",
+    ):
         table.add_column(col, justify="right")
     for vid, ctr in truth.items():
         p = policy.get(vid, {})
         table.add_row(
-            vid, f"{ctr:.3f}",
-            f"{first.count(vid) / max(len(first), 1):.1%}", f"{last.count(vid) / max(len(last), 1):.1%}",
-            f"{int(p.get('trials', 0))}", f"{int(p.get('clicks', 0))}", f"{p.get('click_rate', 0):.4f}",
-            f"{p.get('posterior_mean', float('nan')):.4f}", f"{p.get('prob_best', float('nan')):.3f}",
+            vid,
+            f"{ctr:.3f}",
+            f"{first.count(vid) / max(len(first), 1):.1%}",
+            f"{last.count(vid) / max(len(last), 1):.1%}",
+            f"{int(p.get('trials', 0))}",
+            f"{int(p.get('clicks', 0))}",
+            f"{p.get('click_rate', 0):.4f}",
+            f"{p.get('posterior_mean', float('nan')):.4f}",
+            f"{p.get('prob_best', float('nan')):.3f}",
         )
     console.print(table)  # type: ignore[attr-defined]
     best = max(truth, key=truth.get)  # type: ignore[arg-type]
-    console.print(f"best variant [bold]{best}[/]: share went from {first.count(best) / max(len(first), 1):.1%} "  # type: ignore[attr-defined]
-                  f"to {last.count(best) / max(len(last), 1):.1%}; ledger: {body.get('ledger')}")
+    console.print(
+        f"best variant [bold]{best}[/]: share went from {first.count(best) / max(len(first), 1):.1%} "  # type: ignore[attr-defined]
+        f"to {last.count(best) / max(len(last), 1):.1%}; ledger: {body.get('ledger')}"
+    )

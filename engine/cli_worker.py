@@ -21,8 +21,11 @@ def worker_cmd(http_port: int | None, http_host: str | None, log_level: str | No
     experiment. Without KAFKA_BOOTSTRAP_SERVERS / REDIS_URL the worker starts an
     embedded broker and Redis for itself (stopped on exit).
     """
-    overrides = {k: v for k, v in {"http_port": http_port, "http_host": http_host,
-                                   "log_level": log_level}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"http_port": http_port, "http_host": http_host, "log_level": log_level}.items()
+        if v is not None
+    }
     settings = Settings(**overrides)
     run_worker(settings)
 
@@ -44,8 +47,12 @@ def run_worker(settings: Settings) -> None:
         # before faust starts: a broker that auto-creates topics on first use would
         # otherwise create them with its own partition count
         asyncio.run(ensure_topics(ep.bootstrap_servers, settings))
-        runtime = Runtime(settings, bootstrap_servers=ep.bootstrap_servers, redis_url=ep.redis_url,
-                          embedded_kafka=ep.embedded_kafka)
+        runtime = Runtime(
+            settings,
+            bootstrap_servers=ep.bootstrap_servers,
+            redis_url=ep.redis_url,
+            embedded_kafka=ep.embedded_kafka,
+        )
         app = create_app(runtime)
         worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
         try:

@@ -42,58 +42,112 @@ class Settings(BaseSettings):
     )
 
     # --- HTTP ------------------------------------------------------------------------
-    http_host: str = Field("127.0.0.1", validation_alias=_env("ABENGINE_HTTP_HOST"),
-                           description="Address the HTTP API binds to.")
-    http_port: int = Field(8080, validation_alias=_env("ABENGINE_HTTP_PORT"),
-                           description="Port of the HTTP API (decide, events, admin, /metrics, probes).")
-    max_body_bytes: int = Field(65536, validation_alias=_env("ABENGINE_MAX_BODY_BYTES"),
-                                description="Largest accepted HTTP request body; larger gets 413.")
-    admin_token: str | None = Field(None, validation_alias=_env("ABENGINE_ADMIN_TOKEN"),
-                                    description="Bearer token required on admin endpoints; unset = open.")
-    client_token: str | None = Field(None, validation_alias=_env("ABENGINE_CLIENT_TOKEN"),
-                                     description="Bearer token required on decide/events; unset = open.")
-    rate_limit_rps: float = Field(0.0, ge=0, validation_alias=_env("ABENGINE_RATE_LIMIT_RPS"),
-                                  description="Requests per second allowed per client address (burst = 2 s "
-                                  "worth); 0 = no limit. Over the limit: 429.")
+    http_host: str = Field(
+        "127.0.0.1", validation_alias=_env("ABENGINE_HTTP_HOST"), description="Address the HTTP API binds to."
+    )
+    http_port: int = Field(
+        8080,
+        validation_alias=_env("ABENGINE_HTTP_PORT"),
+        description="Port of the HTTP API (decide, events, admin, /metrics, probes).",
+    )
+    max_body_bytes: int = Field(
+        65536,
+        validation_alias=_env("ABENGINE_MAX_BODY_BYTES"),
+        description="Largest accepted HTTP request body; larger gets 413.",
+    )
+    admin_token: str | None = Field(
+        None,
+        validation_alias=_env("ABENGINE_ADMIN_TOKEN"),
+        description="Bearer token required on admin endpoints; unset = open.",
+    )
+    client_token: str | None = Field(
+        None,
+        validation_alias=_env("ABENGINE_CLIENT_TOKEN"),
+        description="Bearer token required on decide/events; unset = open.",
+    )
+    rate_limit_rps: float = Field(
+        0.0,
+        ge=0,
+        validation_alias=_env("ABENGINE_RATE_LIMIT_RPS"),
+        description="Requests per second allowed per client address (burst = 2 s "
+        "worth); 0 = no limit. Over the limit: 429.",
+    )
 
     # --- Kafka topics ------------------------------------------------------------------
-    topic_prefix: str = Field("abengine", validation_alias=_env("ABENGINE_TOPIC_PREFIX"),
-                              description="Prefix of every topic name (`<prefix>.decisions`, ...).")
-    topic_partitions: int = Field(8, validation_alias=_env("ABENGINE_TOPIC_PARTITIONS"),
-                                  description="Partitions of each topic created at start-up.")
-    topic_replication: int = Field(1, validation_alias=_env("ABENGINE_TOPIC_REPLICATION"),
-                                   description="Replication factor of topics created at start-up.")
-    consumer_group: str = Field("abengine", validation_alias=_env("ABENGINE_CONSUMER_GROUP"),
-                                description="Kafka consumer group (faust app id) shared by all workers.")
+    topic_prefix: str = Field(
+        "abengine",
+        validation_alias=_env("ABENGINE_TOPIC_PREFIX"),
+        description="Prefix of every topic name (`<prefix>.decisions`, ...).",
+    )
+    topic_partitions: int = Field(
+        8,
+        validation_alias=_env("ABENGINE_TOPIC_PARTITIONS"),
+        description="Partitions of each topic created at start-up.",
+    )
+    topic_replication: int = Field(
+        1,
+        validation_alias=_env("ABENGINE_TOPIC_REPLICATION"),
+        description="Replication factor of topics created at start-up.",
+    )
+    consumer_group: str = Field(
+        "abengine",
+        validation_alias=_env("ABENGINE_CONSUMER_GROUP"),
+        description="Kafka consumer group (faust app id) shared by all workers.",
+    )
     ingest_mode: Literal["batch", "faust"] = Field(
-        "batch", validation_alias=_env("ABENGINE_INGEST_MODE"),
+        "batch",
+        validation_alias=_env("ABENGINE_INGEST_MODE"),
         description="`batch`: an aiokafka consumer hands whole fetches to ingestion (fast); `faust`: faust "
-        "agents with take_events (faust's per-event overhead).")
-    batch_size: int = Field(500, validation_alias=_env("ABENGINE_BATCH_SIZE"),
-                            description="Most events an agent takes per batch.")
-    batch_within_s: float = Field(0.05, validation_alias=_env("ABENGINE_BATCH_WITHIN_S"),
-                                  description="Longest an agent waits to fill a batch (seconds).")
+        "agents with take_events (faust's per-event overhead).",
+    )
+    batch_size: int = Field(
+        500, validation_alias=_env("ABENGINE_BATCH_SIZE"), description="Most events an agent takes per batch."
+    )
+    batch_within_s: float = Field(
+        0.05,
+        validation_alias=_env("ABENGINE_BATCH_WITHIN_S"),
+        description="Longest an agent waits to fill a batch (seconds).",
+    )
 
     # --- join / learning ------------------------------------------------------------------
-    attribution_window_s: float = Field(86400.0, validation_alias=_env("ABENGINE_ATTRIBUTION_WINDOW_S"),
-                                        description="Default window after a decision in which events count.")
-    unmatched_grace_s: float = Field(30.0, validation_alias=_env("ABENGINE_UNMATCHED_GRACE_S"),
-                                     description="How long an event for a not-yet-seen decision waits "
-                                     "before it is dead-lettered as unmatched.")
-    snapshot_interval_s: float = Field(1.0, validation_alias=_env("ABENGINE_SNAPSHOT_INTERVAL_S"),
-                                       description="Most often the learner publishes a policy snapshot.")
-    policy_refresh_s: float = Field(0.5, validation_alias=_env("ABENGINE_POLICY_REFRESH_S"),
-                                    description="How often every worker reloads experiments and policies.")
-    reward_stream_maxlen: int = Field(200000, validation_alias=_env("ABENGINE_REWARD_STREAM_MAXLEN"),
-                                      description="Approximate cap on each experiment's reward stream in "
-                                      "Redis (entries after the last snapshot are never trimmed away).")
+    attribution_window_s: float = Field(
+        86400.0,
+        validation_alias=_env("ABENGINE_ATTRIBUTION_WINDOW_S"),
+        description="Default window after a decision in which events count.",
+    )
+    unmatched_grace_s: float = Field(
+        30.0,
+        validation_alias=_env("ABENGINE_UNMATCHED_GRACE_S"),
+        description="How long an event for a not-yet-seen decision waits "
+        "before it is dead-lettered as unmatched.",
+    )
+    snapshot_interval_s: float = Field(
+        1.0,
+        validation_alias=_env("ABENGINE_SNAPSHOT_INTERVAL_S"),
+        description="Most often the learner publishes a policy snapshot.",
+    )
+    policy_refresh_s: float = Field(
+        0.5,
+        validation_alias=_env("ABENGINE_POLICY_REFRESH_S"),
+        description="How often every worker reloads experiments and policies.",
+    )
+    reward_stream_maxlen: int = Field(
+        200000,
+        validation_alias=_env("ABENGINE_REWARD_STREAM_MAXLEN"),
+        description="Approximate cap on each experiment's reward stream in "
+        "Redis (entries after the last snapshot are never trimmed away).",
+    )
 
     # --- embedded broker (Tansu) only --------------------------------------------------------
-    embedded_kafka_port: int = Field(0, validation_alias=_env("ABENGINE_EMBEDDED_KAFKA_PORT"),
-                                     description="Port of the embedded broker (0 = a free port).")
+    embedded_kafka_port: int = Field(
+        0,
+        validation_alias=_env("ABENGINE_EMBEDDED_KAFKA_PORT"),
+        description="Port of the embedded broker (0 = a free port).",
+    )
 
-    log_level: str = Field("info", validation_alias=_env("ABENGINE_LOG_LEVEL"),
-                           description="Log level of the worker.")
+    log_level: str = Field(
+        "info", validation_alias=_env("ABENGINE_LOG_LEVEL"), description="Log level of the worker."
+    )
 
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic (decisions, impressions, clicks, conversions, deadletter)."""

@@ -57,8 +57,14 @@ class Learner:
 class LearnerPool:
     """The learners of the experiments this worker currently owns."""
 
-    def __init__(self, ledger: RewardLedger, policies: PolicyStore, experiment: Callable[[str], Experiment | None],
-                 sensor: Sensor, snapshot_interval_s: float) -> None:
+    def __init__(
+        self,
+        ledger: RewardLedger,
+        policies: PolicyStore,
+        experiment: Callable[[str], Experiment | None],
+        sensor: Sensor,
+        snapshot_interval_s: float,
+    ) -> None:
         self.ledger = ledger
         self.policies = policies
         self.experiment = experiment
@@ -91,7 +97,9 @@ class LearnerPool:
             learner = Learner(experiment_id, fresh_allocator(experiment))
         await learner.catch_up(self.ledger)
         self.learners[experiment_id] = learner
-        log.info("learning %s from cursor %s (%d rewards replayed)", experiment_id, learner.cursor, learner.applied)
+        log.info(
+            "learning %s from cursor %s (%d rewards replayed)", experiment_id, learner.cursor, learner.applied
+        )
         return learner
 
     async def learn(self, experiment_ids: Iterable[str], partition: int | None = None) -> None:
@@ -125,7 +133,9 @@ class LearnerPool:
             snapshot = learner.allocator.snapshot()
             if await self.policies.save(learner.experiment_id, snapshot, learner.cursor):
                 saved += 1
-                self.sensor.on_policy(learner.experiment_id, learner.allocator.version, learner.allocator.summary())
+                self.sensor.on_policy(
+                    learner.experiment_id, learner.allocator.version, learner.allocator.summary()
+                )
             else:  # a newer owner has saved past us: our copy is stale
                 log.info("dropping stale learner of %s", learner.experiment_id)
                 self.learners.pop(learner.experiment_id, None)
@@ -142,4 +152,3 @@ class LearnerPool:
             for exp_id in released:
                 self.learners.pop(exp_id, None)
             return released
-

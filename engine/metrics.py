@@ -52,7 +52,9 @@ class Sensor:
     def on_rejected(self, reason: str, n: int = 1) -> None: ...
     def on_deadletter(self, reason: str, n: int = 1) -> None: ...
     def on_consumer_lag(self, topic: str, partition: int, lag: int) -> None: ...
-    def on_policy(self, experiment: str, version: int, summary: Mapping[str, Mapping[str, float]]) -> None: ...
+    def on_policy(
+        self, experiment: str, version: int, summary: Mapping[str, Mapping[str, float]]
+    ) -> None: ...
     def on_redis_degraded(self, degraded: bool) -> None: ...
     def on_generation(self, backend: str, outcome: str, seconds: float) -> None: ...
     def on_generation_dropped(self, reason: str, n: int) -> None: ...
@@ -65,39 +67,74 @@ class PrometheusSensor(Sensor):
         r = self.registry = CollectorRegistry()
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
-        self.decisions = Counter("abengine_decisions", "Decisions served.",
-                                 ["experiment", "variant", "allocator"], registry=r)
+        self.decisions = Counter(
+            "abengine_decisions", "Decisions served.", ["experiment", "variant", "allocator"], registry=r
+        )
         self.decide_latency = Histogram(
-            "abengine_decide_latency_seconds", "Time to answer a decide request (in-process).",
+            "abengine_decide_latency_seconds",
+            "Time to answer a decide request (in-process).",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=r,
         )
-        self.degraded_decisions = Counter("abengine_degraded_decisions", "Decisions served without memory "
-                                          "because Redis was slow or down.", ["experiment"], registry=r)
-        self.http = Counter("abengine_http_requests", "HTTP requests by route and status.",
-                            ["route", "status"], registry=r)
+        self.degraded_decisions = Counter(
+            "abengine_degraded_decisions",
+            "Decisions served without memory because Redis was slow or down.",
+            ["experiment"],
+            registry=r,
+        )
+        self.http = Counter(
+            "abengine_http_requests", "HTTP requests by route and status.", ["route", "status"], registry=r
+        )
         self.consumed = Counter("abengine_events_consumed", "Records consumed by type.", ["type"], registry=r)
-        self.joined = Counter("abengine_rewards_joined", "Events joined to their decision and applied.",
-                              ["experiment", "kind"], registry=r)
-        self.rejected = Counter("abengine_events_rejected", "Events not applied, by reason.", ["reason"],
-                                registry=r)
-        self.deadletter = Counter("abengine_deadletter", "Records written to the dead-letter topic.",
-                                  ["reason"], registry=r)
-        self.lag = Gauge("abengine_consumer_lag", "Records behind the end of each assigned partition.",
-                         ["topic", "partition"], registry=r)
-        self.reward_rate = Gauge("abengine_variant_reward_rate", "Observed click rate per variant.",
-                                 ["experiment", "variant"], registry=r)
-        self.posterior_mean = Gauge("abengine_allocator_posterior_mean", "Allocator's estimate per variant.",
-                                    ["experiment", "variant"], registry=r)
-        self.policy_version = Gauge("abengine_policy_version", "Version of the policy served.",
-                                    ["experiment"], registry=r)
+        self.joined = Counter(
+            "abengine_rewards_joined",
+            "Events joined to their decision and applied.",
+            ["experiment", "kind"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "abengine_events_rejected", "Events not applied, by reason.", ["reason"], registry=r
+        )
+        self.deadletter = Counter(
+            "abengine_deadletter", "Records written to the dead-letter topic.", ["reason"], registry=r
+        )
+        self.lag = Gauge(
+            "abengine_consumer_lag",
+            "Records behind the end of each assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.reward_rate = Gauge(
+            "abengine_variant_reward_rate",
+            "Observed click rate per variant.",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.posterior_mean = Gauge(
+            "abengine_allocator_posterior_mean",
+            "Allocator's estimate per variant.",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.policy_version = Gauge(
+            "abengine_policy_version", "Version of the policy served.", ["experiment"], registry=r
+        )
         self.redis_degraded = Gauge("abengine_redis_degraded", "1 while Redis is unreachable.", registry=r)
-        self.generation = Counter("abengine_generation_requests", "Variant generation requests.",
-                                  ["backend", "outcome"], registry=r)
-        self.generation_dropped = Counter("abengine_generation_dropped", "Generated candidates dropped by "
-                                          "validation, by reason.", ["reason"], registry=r)
-        self.generation_latency = Histogram("abengine_generation_latency_seconds", "Generation latency.",
-                                            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60), registry=r)
+        self.generation = Counter(
+            "abengine_generation_requests", "Variant generation requests.", ["backend", "outcome"], registry=r
+        )
+        self.generation_dropped = Counter(
+            "abengine_generation_dropped",
+            "Generated candidates dropped by validation, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.generation_latency = Histogram(
+            "abengine_generation_latency_seconds",
+            "Generation latency.",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
         for kind in ("decision", "impression", "click", "conversion"):

@@ -42,7 +42,9 @@ def partition_for(experiment_id: str, partitions: int) -> int:
 class Runtime:
     """Everything a worker holds, started and stopped together."""
 
-    def __init__(self, settings: Settings, *, bootstrap_servers: str, redis_url: str, embedded_kafka: bool) -> None:
+    def __init__(
+        self, settings: Settings, *, bootstrap_servers: str, redis_url: str, embedded_kafka: bool
+    ) -> None:
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers
         self.embedded_kafka = embedded_kafka
@@ -54,14 +56,24 @@ class Runtime:
         )
         self.experiments = ExperimentStore(self.redis, self.keys)
         self.policies = PolicyStore(self.redis, self.keys)
-        self.ledger = RewardLedger(self.redis, self.keys, stream_maxlen=settings.reward_stream_maxlen,
-                                   grace_s=settings.unmatched_grace_s)
+        self.ledger = RewardLedger(
+            self.redis,
+            self.keys,
+            stream_maxlen=settings.reward_stream_maxlen,
+            grace_s=settings.unmatched_grace_s,
+        )
         self.serving = ServingState(self.experiments, self.policies, self.sensor)
-        self.learners = LearnerPool(self.ledger, self.policies, lambda e: self.serving.experiments.get(e), self.sensor,
-                                    settings.snapshot_interval_s)
+        self.learners = LearnerPool(
+            self.ledger,
+            self.policies,
+            lambda e: self.serving.experiments.get(e),
+            self.sensor,
+            settings.snapshot_interval_s,
+        )
         self.producer = EventProducer(bootstrap_servers, settings)
-        self.ingestor = Ingestor(self.ledger, self.learners, self.lookup_experiment, self.send_dead_letters,
-                                 self.sensor)
+        self.ingestor = Ingestor(
+            self.ledger, self.learners, self.lookup_experiment, self.send_dead_letters, self.sensor
+        )
         self._generation: Any = None
         self.ranker: Any = None  # engine.ranker.RankerService, loaded once in the background at start
         self.redis_ok = False
@@ -74,8 +86,10 @@ class Runtime:
         await ensure_topics(self.bootstrap_servers, self.settings)  # no-op when the CLI made them
         await self.producer.start()
         await self._refresh()
-        self._tasks = [asyncio.create_task(self._loop(), name="abengine-refresh"),
-                       asyncio.create_task(self._load_ranker(), name="abengine-ranker")]
+        self._tasks = [
+            asyncio.create_task(self._loop(), name="abengine-refresh"),
+            asyncio.create_task(self._load_ranker(), name="abengine-ranker"),
+        ]
         self.started.set()
         log.info("worker %s ready", self.worker_id)
 
@@ -117,7 +131,8 @@ class Runtime:
     async def retry_pending(self) -> None:
         """Retry waiting events of the experiments whose partition this worker owns."""
         owned = [
-            e for e in await self.ledger.experiments_with_pending()
+            e
+            for e in await self.ledger.experiments_with_pending()
             if partition_for(e, self.settings.topic_partitions) in self.assigned
         ]
         if owned:
@@ -159,8 +174,13 @@ class Runtime:
             if vid not in existing:
                 existing.add(vid)
                 new.append(Variant(id=vid, text=text))
-        updated = exp.model_copy(update={"variants": [*exp.variants, *new], "updated_at": datetime.now(UTC),
-                                         "revision": exp.revision + 1})
+        updated = exp.model_copy(
+            update={
+                "variants": [*exp.variants, *new],
+                "updated_at": datetime.now(UTC),
+                "revision": exp.revision + 1,
+            }
+        )
         Experiment.model_validate(updated.model_dump())  # bounds (e.g. at most 64 variants)
         await self.experiments.put(updated)
         self.serving.upsert(updated)

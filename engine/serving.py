@@ -63,8 +63,9 @@ def align_variants(allocator: Allocator, experiment: Experiment) -> Allocator:
 class ServingState:
     """Experiments and serving policies of one worker."""
 
-    def __init__(self, experiments: ExperimentStore, policies: PolicyStore, sensor: Sensor,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, experiments: ExperimentStore, policies: PolicyStore, sensor: Sensor, seed: int | None = None
+    ) -> None:
         self.store = experiments
         self.policy_store = policies
         self.sensor = sensor
@@ -90,7 +91,9 @@ class ServingState:
             stored = await self.policy_store.load(exp_id) if version else None
             try:
                 allocator = (
-                    restore_allocator(stored.snapshot, seed=self.seed) if stored else fresh_allocator(experiment)
+                    restore_allocator(stored.snapshot, seed=self.seed)
+                    if stored
+                    else fresh_allocator(experiment)
                 )
                 self.allocators[exp_id] = align_variants(allocator, experiment)
                 self._policy_versions[exp_id] = version

@@ -8,6 +8,7 @@ and are consumed by the same worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -33,14 +34,17 @@ async def ensure_topics(bootstrap_servers: str, settings: Settings) -> list[str]
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
-            try:
-                await admin.create_topics([
-                    NewTopic(t, num_partitions=settings.topic_partitions,
-                             replication_factor=settings.topic_replication)
-                    for t in missing
-                ])
-            except TopicAlreadyExistsError:  # another worker won the race
-                pass
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            t,
+                            num_partitions=settings.topic_partitions,
+                            replication_factor=settings.topic_replication,
+                        )
+                        for t in missing
+                    ]
+                )
             log.info("created topics %s", missing)
         return missing
     finally:
@@ -55,8 +59,14 @@ class EventProducer:
     over HTTP, dead letters), raising :class:`ProducerUnavailable` on failure.
     """
 
-    def __init__(self, bootstrap_servers: str, settings: Settings, *, linger_ms: int = 5,
-                 request_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        settings: Settings,
+        *,
+        linger_ms: int = 5,
+        request_timeout_s: float = 10.0,
+    ) -> None:
         self.settings = settings
         self.request_timeout_s = request_timeout_s
         self._options = {

@@ -92,21 +92,28 @@ class TrafficGenerator:
             queue.put_nowait(i)
         connector = aiohttp.TCPConnector(limit=self.concurrency)
         async with aiohttp.ClientSession(connector=connector, headers=self.headers) as session:
-            await asyncio.gather(*(self._user_loop(session, queue, progress) for _ in range(self.concurrency)))
+            await asyncio.gather(
+                *(self._user_loop(session, queue, progress) for _ in range(self.concurrency))
+            )
             if self.producer is not None:
                 await self.producer.flush()
         return self.stats
 
-    async def _user_loop(self, session: aiohttp.ClientSession, queue: asyncio.Queue[int],
-                         progress: Callable[[int], None] | None) -> None:
+    async def _user_loop(
+        self,
+        session: aiohttp.ClientSession,
+        queue: asyncio.Queue[int],
+        progress: Callable[[int], None] | None,
+    ) -> None:
         url = f"{self.base_url}/v1/experiments/{self.experiment_id}/decide"
         while not queue.empty():
             queue.get_nowait()
             seg = self._segment()
             user = f"u{self.rng.randrange(10**9)}"
             body = {"user_id": user, "attributes": {"segment": seg.name}, "context": f"{seg.name} homepage"}
-            async with session.post(url, data=orjson.dumps(body),
-                                    headers={"Content-Type": "application/json"}) as resp:
+            async with session.post(
+                url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
+            ) as resp:
                 if resp.status != 200:
                     self.stats.errors += 1
                     continue
@@ -129,7 +136,9 @@ class TrafficGenerator:
             if progress is not None:
                 progress(1)
 
-    def _event(self, kind: str, decision: Mapping[str, object], user: str, value: float | None = None) -> dict:
+    def _event(
+        self, kind: str, decision: Mapping[str, object], user: str, value: float | None = None
+    ) -> dict:
         event = {
             "type": kind,
             "event_id": uuid.UUID(int=self.rng.getrandbits(128)).hex,
@@ -148,7 +157,10 @@ class TrafficGenerator:
             for e in events:
                 await self.producer.send(topic[e["type"]], self.experiment_id, orjson.dumps(e))
             return
-        async with session.post(f"{self.base_url}/v1/events", data=orjson.dumps({"events": events}),
-                                headers={"Content-Type": "application/json"}) as resp:
+        async with session.post(
+            f"{self.base_url}/v1/events",
+            data=orjson.dumps({"events": events}),
+            headers={"Content-Type": "application/json"},
+        ) as resp:
             if resp.status != 202:
                 self.stats.errors += 1

@@ -37,8 +37,13 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "worker"], env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "worker"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def wait_ready(self, timeout: float = 120.0, partitions: bool = True) -> dict:
@@ -79,8 +84,13 @@ class Cluster:
         self.tmp = tmp
         self.kafka = EmbeddedKafka(log_path=tmp / "tansu.log").start()
         self.redis = EmbeddedRedis(tmp / "redis").start()
-        self.env = {**os.environ, **FAST_SETTINGS, "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-                    "REDIS_URL": self.redis.url, "ABENGINE_DATA_DIR": str(tmp / "data")}
+        self.env = {
+            **os.environ,
+            **FAST_SETTINGS,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "REDIS_URL": self.redis.url,
+            "ABENGINE_DATA_DIR": str(tmp / "data"),
+        }
         self.workers: list[WorkerProcess] = []
 
     def add_worker(self, name: str) -> WorkerProcess:

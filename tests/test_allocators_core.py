@@ -16,12 +16,23 @@ CTX = DecisionContext("exp", "u", ("a", "b", "c"))
 
 
 def rewards(variant: str, trials: int, clicks: int) -> list[Reward]:
-    base = dict(experiment_id="exp", user_id="u", propensity=0.5, allocator="thompson", model_version=0,
-                decided_at=0.0, event_time=0.0)
-    out = [Reward(decision_id=f"{variant}{i}", variant_id=variant, kind="impression", value=0.0, **base)
-           for i in range(trials)]
-    out += [Reward(decision_id=f"{variant}{i}", variant_id=variant, kind="click", value=1.0, **base)
-            for i in range(clicks)]
+    base = dict(
+        experiment_id="exp",
+        user_id="u",
+        propensity=0.5,
+        allocator="thompson",
+        model_version=0,
+        decided_at=0.0,
+        event_time=0.0,
+    )
+    out = [
+        Reward(decision_id=f"{variant}{i}", variant_id=variant, kind="impression", value=0.0, **base)
+        for i in range(trials)
+    ]
+    out += [
+        Reward(decision_id=f"{variant}{i}", variant_id=variant, kind="click", value=1.0, **base)
+        for i in range(clicks)
+    ]
     return out
 
 
@@ -70,7 +81,7 @@ def test_snapshot_roundtrip_through_json() -> None:
 
 
 def test_unknown_config_is_named() -> None:
-    with pytest.raises(ValueError, match="allocator_config: unknown option.*bogus"):
+    with pytest.raises(ValueError, match=r"allocator_config: unknown option.*bogus"):
         make_allocator("thompson", ["a", "b"], {"bogus": 1})
     with pytest.raises(ValueError, match="allocator: unknown allocator"):
         make_allocator("nope", ["a"])

@@ -21,25 +21,55 @@ from tests.inprocess import serve_api
 
 pytestmark = pytest.mark.integration
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
-                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=50))
-json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=10),
-                                                                                             c, max_size=5),
-                           max_leaves=20)
-keys = st.sampled_from(["user_id", "attributes", "context", "features", "experiment_id", "events", "type",
-                        "event_id", "decision_id", "event_time", "value", "currency", "id", "variants", "text",
-                        "allocator", "allocator_config", "split", "weird"])
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=50),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=10), c, max_size=5),
+    max_leaves=20,
+)
+keys = st.sampled_from(
+    [
+        "user_id",
+        "attributes",
+        "context",
+        "features",
+        "experiment_id",
+        "events",
+        "type",
+        "event_id",
+        "decision_id",
+        "event_time",
+        "value",
+        "currency",
+        "id",
+        "variants",
+        "text",
+        "allocator",
+        "allocator_config",
+        "split",
+        "weird",
+    ]
+)
 bodies = st.dictionaries(keys, json_values, max_size=6)
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as redis:
-        with serve_api(Settings(topic_partitions=2), kafka.bootstrap_servers, redis.url) as (url, _):
-            spec = {"id": "fz", "variants": [{"id": "a", "text": "A"}, {"id": "b", "text": "B"}]}
-            assert httpx.post(f"{url}/v1/experiments", json=spec).status_code == 201
-            yield url
+    with (
+        EmbeddedKafka(log_path=tmp / "tansu.log") as kafka,
+        EmbeddedRedis(tmp / "redis") as redis,
+        serve_api(Settings(topic_partitions=2), kafka.bootstrap_servers, redis.url) as (url, _),
+    ):
+        spec = {"id": "fz", "variants": [{"id": "a", "text": "A"}, {"id": "b", "text": "B"}]}
+        assert httpx.post(f"{url}/v1/experiments", json=spec).status_code == 201
+        yield url
 
 
 PATHS = ["/v1/experiments/fz/decide", "/v1/events", "/v1/experiments", "/v1/experiments/fz/variants"]

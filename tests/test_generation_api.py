@@ -17,8 +17,16 @@ from tests.generation_openai_server import OpenAIServer
 from tests.inprocess import serve_api
 
 pytestmark = pytest.mark.integration
-SPEC = {"id": "gen", "variants": [{"id": "a", "text": "Our running shoes are on sale"}, {"id": "b", "text": "B"}]}
-REQUEST = {"base": "Our running shoes are on sale", "attributes": ["urgency", "social_proof"], "n": 3, "seed": 7}
+SPEC = {
+    "id": "gen",
+    "variants": [{"id": "a", "text": "Our running shoes are on sale"}, {"id": "b", "text": "B"}],
+}
+REQUEST = {
+    "base": "Our running shoes are on sale",
+    "attributes": ["urgency", "social_proof"],
+    "n": 3,
+    "seed": 7,
+}
 
 
 @pytest.fixture()
@@ -35,7 +43,9 @@ def _env(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
     monkeypatch.setenv("ABENGINE_GEN_DEDUP_EMBEDDER", "lexical")
 
 
-async def test_generate_and_add_as_variants(services: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_generate_and_add_as_variants(
+    services: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with OpenAIServer() as sidecar:
         _env(monkeypatch, sidecar.url)
         with serve_api(Settings(topic_partitions=1), *services) as (url, _):
@@ -45,14 +55,22 @@ async def test_generate_and_add_as_variants(services: tuple[str, str], monkeypat
                 assert r.status_code == 200, r.text
                 body = r.json()
                 assert 1 <= len(body["candidates"]) <= 3 and body["backend"] == "vllm"
-                assert all(c["provenance"]["attributes"] == ["urgency", "social_proof"] for c in body["candidates"])
-                r = await http.post(f"{url}/v1/experiments/gen/generate", json={**REQUEST, "add_as_variants": True})
+                assert all(
+                    c["provenance"]["attributes"] == ["urgency", "social_proof"] for c in body["candidates"]
+                )
+                r = await http.post(
+                    f"{url}/v1/experiments/gen/generate", json={**REQUEST, "add_as_variants": True}
+                )
                 added = [c["variant_id"] for c in r.json()["candidates"]]
                 assert added and all(added)
                 exp = (await http.get(f"{url}/v1/experiments/gen")).json()["experiment"]
                 assert set(added) <= {v["id"] for v in exp["variants"]}
-                served = {(await http.post(f"{url}/v1/experiments/gen/decide", json={"user_id": f"u{i}"})).json()
-                          ["variant_id"] for i in range(60)}
+                served = {
+                    (await http.post(f"{url}/v1/experiments/gen/decide", json={"user_id": f"u{i}"})).json()[
+                        "variant_id"
+                    ]
+                    for i in range(60)
+                }
                 assert served & set(added)  # new variants are served (cold start)
                 metrics = (await http.get(f"{url}/metrics")).text
                 assert 'abengine_generation_requests_total{backend="vllm",outcome="ok"}' in metrics
@@ -77,8 +95,9 @@ async def test_sidecar_down_is_a_quick_503_and_decide_is_unaffected(
                 return out
 
             t0 = time.perf_counter()
-            gen, lat = await asyncio.gather(http.post(f"{url}/v1/experiments/gen/generate", json=REQUEST),
-                                            decide_latencies())
+            gen, lat = await asyncio.gather(
+                http.post(f"{url}/v1/experiments/gen/generate", json=REQUEST), decide_latencies()
+            )
             assert gen.status_code == 503, gen.text
             err = gen.json()["error"]
             assert err["code"] == "generation_unavailable" and err["fields"][0]["field"] == "backend"

@@ -18,7 +18,9 @@ from schemas import DeadLetter, DecisionLog, Experiment, ExperimentSpec
 
 NOW = datetime.now(UTC)
 EXP = Experiment.from_spec(
-    ExperimentSpec(id="x", variants=[{"id": "a", "text": "A"}, {"id": "b", "text": "B"}], attribution_window_s=600),
+    ExperimentSpec(
+        id="x", variants=[{"id": "a", "text": "A"}, {"id": "b", "text": "B"}], attribution_window_s=600
+    ),
     NOW,
 )
 
@@ -31,8 +33,13 @@ class Worker:
         self.sensor = PrometheusSensor()
         self.ledger = RewardLedger(client, keys, stream_maxlen=100_000, grace_s=0.2)
         self.policies = PolicyStore(client, keys)
-        self.learners = LearnerPool(self.ledger, self.policies, lambda e: EXP if e == "x" else None, self.sensor,
-                                    snapshot_interval_s=0.0)
+        self.learners = LearnerPool(
+            self.ledger,
+            self.policies,
+            lambda e: EXP if e == "x" else None,
+            self.sensor,
+            snapshot_interval_s=0.0,
+        )
         self.dead: list[DeadLetter] = []
         self.ingestor = Ingestor(self.ledger, self.learners, self.lookup, self.sink, self.sensor)
 
@@ -52,16 +59,36 @@ async def client(redis_url: str) -> aioredis.Redis:
 
 
 def decision_rec(i: int, variant: str, offset: int) -> Record:
-    d = DecisionLog(decision_id=f"d{i}", experiment_id="x", variant_id=variant, content=variant.upper(),
-                    propensity=0.5, allocator="thompson", model_version=0, timestamp=NOW, user_id=f"u{i}")
+    d = DecisionLog(
+        decision_id=f"d{i}",
+        experiment_id="x",
+        variant_id=variant,
+        content=variant.upper(),
+        propensity=0.5,
+        allocator="thompson",
+        model_version=0,
+        timestamp=NOW,
+        user_id=f"u{i}",
+    )
     return Record("decisions", 0, offset, b"x", d.model_dump_json().encode())
 
 
 def event_rec(kind: str, eid: str, did: str, offset: int, at: datetime = NOW, **extra: object) -> Record:
-    body = {"type": kind, "event_id": eid, "decision_id": did, "experiment_id": "x",
-            "event_time": at.isoformat(), **extra}
-    return Record({"impression": "impressions", "click": "clicks", "conversion": "conversions"}[kind], 0, offset,
-                  b"x", json.dumps(body).encode())
+    body = {
+        "type": kind,
+        "event_id": eid,
+        "decision_id": did,
+        "experiment_id": "x",
+        "event_time": at.isoformat(),
+        **extra,
+    }
+    return Record(
+        {"impression": "impressions", "click": "clicks", "conversion": "conversions"}[kind],
+        0,
+        offset,
+        b"x",
+        json.dumps(body).encode(),
+    )
 
 
 async def test_batch_outcomes_and_dead_letters(client: aioredis.Redis) -> None:
@@ -106,14 +133,18 @@ async def test_another_worker_recovers_the_same_learning_state(client: aioredis.
     await first.ingestor.ingest_decisions([decision_rec(i, "ab"[i % 3 == 0], i) for i in range(30)])
     await first.ingestor.ingest_events([event_rec("impression", f"i{i}", f"d{i}", i) for i in range(20)])
     await first.learners.flush(force=True)  # snapshot after 20 impressions ...
-    await first.ingestor.ingest_events([event_rec("click", f"c{i}", f"d{i}", 100 + i) for i in range(0, 30, 2)])
+    await first.ingestor.ingest_events(
+        [event_rec("click", f"c{i}", f"d{i}", 100 + i) for i in range(0, 30, 2)]
+    )
     state = first.learners.learners["x"].allocator.summary()  # ... and 15 clicks (+5 implied trials) after it
     # a second worker takes over (partition move): snapshot + replay of the stream after its cursor
     second = Worker(client)
     learner = await second.learners.get("x")
     assert learner is not None and learner.allocator.summary() == state
     # replaying the same Kafka records on the new owner changes nothing
-    await second.ingestor.ingest_events([event_rec("click", f"c{i}", f"d{i}", 100 + i) for i in range(0, 30, 2)])
+    await second.ingestor.ingest_events(
+        [event_rec("click", f"c{i}", f"d{i}", 100 + i) for i in range(0, 30, 2)]
+    )
     assert second.learners.learners["x"].allocator.summary() == state
     total = sum(v["trials"] for v in state.values())
     assert total == 25  # 20 impressions + 5 trials implied by clicks on decisions 20..28 (even)

@@ -14,12 +14,24 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def decision(did: str, variant: str = "a", at: datetime = NOW) -> DecisionLog:
-    return DecisionLog(decision_id=did, experiment_id="x", variant_id=variant, content="A", propensity=0.5,
-                       allocator="thompson", model_version=3, timestamp=at, user_id="u1",
-                       attributes={"segment": "s1"}, context="home")
+    return DecisionLog(
+        decision_id=did,
+        experiment_id="x",
+        variant_id=variant,
+        content="A",
+        propensity=0.5,
+        allocator="thompson",
+        model_version=3,
+        timestamp=at,
+        user_id="u1",
+        attributes={"segment": "s1"},
+        context="home",
+    )
 
 
-def ev(cls: type[EventBase], eid: str, did: str = "d1", at: datetime = NOW, **kw: object) -> tuple[EventBase, bytes]:
+def ev(
+    cls: type[EventBase], eid: str, did: str = "d1", at: datetime = NOW, **kw: object
+) -> tuple[EventBase, bytes]:
     e = cls(event_id=eid, decision_id=did, experiment_id="x", event_time=at, **kw)
     return e, e.model_dump_json().encode()
 
@@ -37,15 +49,24 @@ async def apply(ledger: RewardLedger, *events: tuple[EventBase, bytes], now: dat
 
 async def test_events_join_their_decision_and_reach_the_stream(ledger: RewardLedger) -> None:
     await ledger.record_decisions([decision("d1")], {"x": 3600})
-    out = await apply(ledger, ev(ImpressionEvent, "e1"), ev(ClickEvent, "e2"),
-                      ev(ConversionEvent, "e3", value=19.5))
+    out = await apply(
+        ledger, ev(ImpressionEvent, "e1"), ev(ClickEvent, "e2"), ev(ConversionEvent, "e3", value=19.5)
+    )
     assert out == ["applied", "applied", "applied"]
     entries = await ledger.read_rewards("x")
-    assert [(e.reward.kind, e.reward.value) for e in entries] == [("impression", 0.0), ("click", 1.0),
-                                                                  ("conversion", 19.5)]
+    assert [(e.reward.kind, e.reward.value) for e in entries] == [
+        ("impression", 0.0),
+        ("click", 1.0),
+        ("conversion", 19.5),
+    ]
     r = entries[0].reward
     assert (r.variant_id, r.propensity, r.model_version, r.attributes, r.context_text) == (
-        "a", 0.5, 3, {"segment": "s1"}, "home")
+        "a",
+        0.5,
+        3,
+        {"segment": "s1"},
+        "home",
+    )
 
 
 async def test_replays_and_client_retries_count_once(ledger: RewardLedger) -> None:
@@ -58,10 +79,14 @@ async def test_replays_and_client_retries_count_once(ledger: RewardLedger) -> No
     kinds = [e.reward.kind for e in await ledger.read_rewards("x")]
     assert kinds == ["impression", "click"]  # the click implied the impression, once
     counters = await ledger.counters("x")
-    assert counters["applied:click"] == 1 and counters["duplicate:click"] == 2 and counters["repeat:click"] == 1
+    assert (
+        counters["applied:click"] == 1 and counters["duplicate:click"] == 2 and counters["repeat:click"] == 1
+    )
 
 
-async def test_impression_after_implied_impression_is_applied_without_a_second_trial(ledger: RewardLedger) -> None:
+async def test_impression_after_implied_impression_is_applied_without_a_second_trial(
+    ledger: RewardLedger,
+) -> None:
     await ledger.record_decisions([decision("d1")], {"x": 3600})
     assert await apply(ledger, ev(ClickEvent, "c1"), ev(ImpressionEvent, "i1")) == ["applied", "applied"]
     assert [e.reward.kind for e in await ledger.read_rewards("x")] == ["impression", "click"]
@@ -85,7 +110,9 @@ async def test_event_before_its_decision_waits_then_joins(ledger: RewardLedger) 
     from schemas import EVENT_MODELS
 
     retry = [(EVENT_MODELS[k].model_validate_json(raw), raw) for k, raw in pending]
-    assert await ledger.apply_events("x", retry, window_s=3600, now=NOW.timestamp(), retry=True) == ["applied"]
+    assert await ledger.apply_events("x", retry, window_s=3600, now=NOW.timestamp(), retry=True) == [
+        "applied"
+    ]
     assert await ledger.pending("x") == []
     await ledger.clear_pending_index("x")
     assert await ledger.experiments_with_pending() == []

@@ -24,14 +24,17 @@ VARIANTS = [
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp: Path = tmp_path_factory.mktemp("rank")
-    with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as redis:
-        with serve_api(Settings(topic_partitions=1), kafka.bootstrap_servers, redis.url) as (url, _):
-            assert httpx.post(f"{url}/v1/experiments", json={"id": "hl", "variants": VARIANTS}).status_code == 201
-            deadline = time.monotonic() + 180
-            while httpx.get(f"{url}/v1/experiments/hl/ranking", timeout=30).status_code == 503:
-                assert time.monotonic() < deadline, "ranker did not load"
-                time.sleep(0.5)
-            yield url
+    with (
+        EmbeddedKafka(log_path=tmp / "tansu.log") as kafka,
+        EmbeddedRedis(tmp / "redis") as redis,
+        serve_api(Settings(topic_partitions=1), kafka.bootstrap_servers, redis.url) as (url, _),
+    ):
+        assert httpx.post(f"{url}/v1/experiments", json={"id": "hl", "variants": VARIANTS}).status_code == 201
+        deadline = time.monotonic() + 180
+        while httpx.get(f"{url}/v1/experiments/hl/ranking", timeout=30).status_code == 503:
+            assert time.monotonic() < deadline, "ranker did not load"
+            time.sleep(0.5)
+        yield url
 
 
 def test_ranking_is_relative_and_covers_every_variant(api: str) -> None:
@@ -46,7 +49,7 @@ def test_ranking_is_relative_and_covers_every_variant(api: str) -> None:
 def test_insights_and_opportunities_name_attributes(api: str) -> None:
     ins = httpx.get(f"{api}/v1/experiments/hl/insights", timeout=30).json()
     assert ins["observed"] is False  # no traffic yet: predicted scores decide best and worst
-    assert ins and "text" in str(ins).lower() or ins  # non-empty structured body
+    assert (ins and "text" in str(ins).lower()) or ins  # non-empty structured body
     opp = httpx.get(f"{api}/v1/experiments/hl/opportunities", timeout=30).json()
     assert opp
     r = httpx.get(f"{api}/v1/experiments/missing/insights", timeout=30)

@@ -79,7 +79,9 @@ def test_experiment_spec_checks_variants_and_split() -> None:
     base = {"id": "exp", "variants": [{"id": "a", "text": "A"}, {"id": "b", "text": "B"}]}
     assert ExperimentSpec.model_validate(base).allocator == "thompson"
     with pytest.raises(ValidationError, match="unique"):
-        ExperimentSpec.model_validate({**base, "variants": [{"id": "a", "text": "A"}, {"id": "a", "text": "B"}]})
+        ExperimentSpec.model_validate(
+            {**base, "variants": [{"id": "a", "text": "A"}, {"id": "a", "text": "B"}]}
+        )
     with pytest.raises(ValidationError, match="split"):
         ExperimentSpec.model_validate({**base, "allocator": "fixed_split", "split": {"a": 1.0}})
     with pytest.raises(ValidationError) as info:
@@ -88,8 +90,17 @@ def test_experiment_spec_checks_variants_and_split() -> None:
 
 
 def test_event_batch_is_a_discriminated_union() -> None:
-    batch = EventBatch.model_validate_json(json.dumps({"events": [
-        {**EVENT, "type": "impression"}, {**EVENT, "type": "click"}, {**EVENT, "type": "conversion", "value": 3}]}))
+    batch = EventBatch.model_validate_json(
+        json.dumps(
+            {
+                "events": [
+                    {**EVENT, "type": "impression"},
+                    {**EVENT, "type": "click"},
+                    {**EVENT, "type": "conversion", "value": 3},
+                ]
+            }
+        )
+    )
     assert [type(e).__name__ for e in batch.events] == ["ImpressionEvent", "ClickEvent", "ConversionEvent"]
     with pytest.raises(ValidationError):
         EventBatch.model_validate_json(json.dumps({"events": [{**EVENT, "type": "hover"}]}))

@@ -29,17 +29,30 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_admin_endpoints_need_the_admin_token(secured: str) -> None:
     r = httpx.post(f"{secured}/v1/experiments", json=SPEC)
     assert r.status_code == 401 and r.json()["error"]["fields"][0]["field"] == "Authorization"
-    assert httpx.post(f"{secured}/v1/experiments", json=SPEC,
-                      headers={"Authorization": "Bearer cli-secret"}).status_code == 401
-    assert httpx.post(f"{secured}/v1/experiments", json=SPEC,
-                      headers={"Authorization": "Bearer adm-secret"}).status_code == 201
+    assert (
+        httpx.post(
+            f"{secured}/v1/experiments", json=SPEC, headers={"Authorization": "Bearer cli-secret"}
+        ).status_code
+        == 401
+    )
+    assert (
+        httpx.post(
+            f"{secured}/v1/experiments", json=SPEC, headers={"Authorization": "Bearer adm-secret"}
+        ).status_code
+        == 201
+    )
 
 
 def test_decide_and_events_need_the_client_token(secured: str) -> None:
     url = f"{secured}/v1/experiments/sec/decide"
     assert httpx.post(url, json={"user_id": "u"}).status_code == 401
-    assert httpx.post(url, json={"user_id": "u"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert httpx.post(url, json={"user_id": "u"}, headers={"Authorization": "Bearer cli-secret"}).status_code == 200
+    assert (
+        httpx.post(url, json={"user_id": "u"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    )
+    assert (
+        httpx.post(url, json={"user_id": "u"}, headers={"Authorization": "Bearer cli-secret"}).status_code
+        == 200
+    )
     assert httpx.post(f"{secured}/v1/events", json={"events": []}).status_code == 401
     # probes and metrics stay open for the orchestrator and Prometheus
     assert httpx.get(f"{secured}/healthz").status_code == 200

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import orjson
@@ -44,22 +43,33 @@ def settings() -> Settings:
 
 
 def create(url: str, exp_id: str, allocator: str = "thompson") -> dict:
-    spec = {"id": exp_id, "allocator": allocator,
-            "variants": [{"id": "a", "text": "Headline A"}, {"id": "b", "text": "Headline B"}]}
+    spec = {
+        "id": exp_id,
+        "allocator": allocator,
+        "variants": [{"id": "a", "text": "Headline A"}, {"id": "b", "text": "Headline B"}],
+    }
     r = httpx.post(f"{url}/v1/experiments", json=spec, timeout=10)
     assert r.status_code == 201, r.text
     return r.json()
 
 
 def decide(url: str, exp_id: str, user: str) -> dict:
-    r = httpx.post(f"{url}/v1/experiments/{exp_id}/decide", json={"user_id": user, "context": "home"}, timeout=10)
+    r = httpx.post(
+        f"{url}/v1/experiments/{exp_id}/decide", json={"user_id": user, "context": "home"}, timeout=10
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
 
 def event(kind: str, d: dict, **extra: object) -> dict:
-    return {"type": kind, "event_id": uuid.uuid4().hex, "decision_id": d["decision_id"],
-            "experiment_id": d["experiment_id"], "event_time": datetime.now(UTC).isoformat(), **extra}
+    return {
+        "type": kind,
+        "event_id": uuid.uuid4().hex,
+        "decision_id": d["decision_id"],
+        "experiment_id": d["experiment_id"],
+        "event_time": datetime.now(UTC).isoformat(),
+        **extra,
+    }
 
 
 def wait_for(predicate, timeout: float = 60.0, every: float = 0.3):  # type: ignore[no-untyped-def]
@@ -91,8 +101,13 @@ async def produce(bootstrap: str, records: list[tuple[str, str, bytes]]) -> None
 
 
 async def dead_letters(bootstrap: str, timeout: float = 8.0) -> list[dict]:
-    consumer = AIOKafkaConsumer(settings().topic("deadletter"), bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        settings().topic("deadletter"),
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     out: list[dict] = []
     try:
@@ -126,15 +141,23 @@ def test_decide_ingest_learn_on_both_workers(cluster: Cluster) -> None:
     r = httpx.post(f"{wb.url}/v1/events", json={"events": events[:20]}, timeout=10)
     assert r.status_code == 202 and r.json() == {"accepted": 20}
     topic = {"impression": "impressions", "click": "clicks"}
-    asyncio.run(produce(cluster.kafka.bootstrap_servers,
-                        [(topic[e["type"]], "e2e", orjson.dumps(e)) for e in events[20:]]))
+    asyncio.run(
+        produce(
+            cluster.kafka.bootstrap_servers, [(topic[e["type"]], "e2e", orjson.dumps(e)) for e in events[20:]]
+        )
+    )
     body = wait_for(lambda: (s := status(wa.url, "e2e")) and applied(s) == len(events) and s)
     n_b = sum(d["variant_id"] == "b" for d in decisions)
     assert body["ledger"]["applied:click"] == n_b
     # the learned policy is replicated: both workers serve it
     for w in (wa, wb):
-        variants = wait_for(lambda w=w: (p := status(w.url, "e2e")["policy"]["variants"])
-                            and p["a"]["trials"] + p["b"]["trials"] == 40 and p)
+        variants = wait_for(
+            lambda w=w: (
+                (p := status(w.url, "e2e")["policy"]["variants"])
+                and p["a"]["trials"] + p["b"]["trials"] == 40
+                and p
+            )
+        )
         assert variants["b"]["clicks"] == n_b and variants["a"]["clicks"] == 0
     metrics = httpx.get(f"{wa.url}/metrics").text + httpx.get(f"{wb.url}/metrics").text
     assert "abengine_rewards_joined_total" in metrics and "abengine_decide_latency_seconds_bucket" in metrics
@@ -146,20 +169,46 @@ def test_invalid_late_unmatched_and_duplicate_events(cluster: Cluster) -> None:
     d = decide(wa.url, "bad-events", "u1")
     click = event("click", d)
     bad_type = event("click", d)  # a click body on the impressions topic
-    asyncio.run(produce(cluster.kafka.bootstrap_servers, [
-        ("clicks", "bad-events", orjson.dumps(click)),
-        ("clicks", "bad-events", orjson.dumps(click)),  # duplicate
-        ("clicks", "bad-events", b"\xff\xfe not json"),
-        ("impressions", "bad-events", orjson.dumps(bad_type)),
-        ("conversions", "bad-events", orjson.dumps({**event("conversion", d), "value": -5})),
-        ("impressions", "bad-events", orjson.dumps(event("impression", {**d, "decision_id": "ghost"}))),
-        ("impressions", "bad-events", orjson.dumps(event("impression", d, event_time="2030-01-01T00:00:00Z"))),
-    ]))
-    body = wait_for(lambda: (s := status(wa.url, "bad-events"))["ledger"].get("duplicate:click") and s,
-                    timeout=30)
+    asyncio.run(
+        produce(
+            cluster.kafka.bootstrap_servers,
+            [
+                ("clicks", "bad-events", orjson.dumps(click)),
+                ("clicks", "bad-events", orjson.dumps(click)),  # duplicate
+                ("clicks", "bad-events", b"\xff\xfe not json"),
+                ("impressions", "bad-events", orjson.dumps(bad_type)),
+                ("conversions", "bad-events", orjson.dumps({**event("conversion", d), "value": -5})),
+                (
+                    "impressions",
+                    "bad-events",
+                    orjson.dumps(event("impression", {**d, "decision_id": "ghost"})),
+                ),
+                (
+                    "impressions",
+                    "bad-events",
+                    orjson.dumps(event("impression", d, event_time="2030-01-01T00:00:00Z")),
+                ),
+            ],
+        )
+    )
+    body = wait_for(
+        lambda: (s := status(wa.url, "bad-events"))["ledger"].get("duplicate:click") and s, timeout=30
+    )
     assert body["ledger"]["applied:click"] == 1
-    letters = wait_for(lambda: (xs := [x for x in asyncio.run(dead_letters(cluster.kafka.bootstrap_servers))
-                                       if x["key"] == "bad-events"]) and len(xs) >= 5 and xs, timeout=40)
+    letters = wait_for(
+        lambda: (
+            (
+                xs := [
+                    x
+                    for x in asyncio.run(dead_letters(cluster.kafka.bootstrap_servers))
+                    if x["key"] == "bad-events"
+                ]
+            )
+            and len(xs) >= 5
+            and xs
+        ),
+        timeout=40,
+    )
     reasons = sorted(x["reason"] for x in letters)
     assert reasons == ["invalid", "invalid", "invalid", "late", "unmatched"], letters
     details = " ".join(x["detail"] for x in letters)
@@ -173,23 +222,39 @@ def test_http_bad_input_gets_4xx_naming_the_field(cluster: Cluster) -> None:
         ("post", "/v1/experiments/bad-http/decide", b"{oops", 400, "body"),
         ("post", "/v1/experiments/bad-http/decide", b'{"user_id": 5}', 422, "user_id"),
         ("post", "/v1/experiments/bad-http/decide", b'{"user_id": "u", "extra": 1}', 422, "extra"),
-        ("post", "/v1/experiments/bad-http/decide", b'{"user_id": "u", "features": {"f": 1e999}}', 422,
-         "features.f"),
-        ("post", "/v1/experiments/bad-http/decide", b'{"user_id": "u", "experiment_id": "other"}', 422,
-         "experiment_id"),
+        (
+            "post",
+            "/v1/experiments/bad-http/decide",
+            b'{"user_id": "u", "features": {"f": 1e999}}',
+            422,
+            "features.f",
+        ),
+        (
+            "post",
+            "/v1/experiments/bad-http/decide",
+            b'{"user_id": "u", "experiment_id": "other"}',
+            422,
+            "experiment_id",
+        ),
         ("post", "/v1/experiments/nope/decide", b'{"user_id": "u"}', 404, "experiment_id"),
         ("post", "/v1/experiments/bad%20id/decide", b'{"user_id": "u"}', 404, "experiment_id"),
         ("get", "/v1/experiments/nope", None, 404, "experiment_id"),
         ("post", "/v1/experiments", b'{"id": "bad-http", "variants": [{"id": "a", "text": "A"}]}', 409, "id"),
-        ("post", "/v1/experiments", b'{"id": "z", "variants": [{"id": "a", "text": "A"}], '
-                                    b'"allocator_config": {"bogus": 1}}', 422, "allocator_config"),
+        (
+            "post",
+            "/v1/experiments",
+            b'{"id": "z", "variants": [{"id": "a", "text": "A"}], "allocator_config": {"bogus": 1}}',
+            422,
+            "allocator_config",
+        ),
         ("post", "/v1/experiments", b'{"id": "z", "variants": []}', 422, "variants"),
         ("post", "/v1/events", b'{"events": [{"type": "click"}]}', 422, "events.0.click.event_id"),
         ("post", "/v1/experiments/bad-http/decide", b'{"user_id": "' + b"x" * 70000 + b'"}', 413, "body"),
     ]
     for method, path, body, code, field in cases:
-        r = httpx.request(method, url + path, content=body, timeout=10,
-                          headers={"Content-Type": "application/json"})
+        r = httpx.request(
+            method, url + path, content=body, timeout=10, headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == code, (path, body[:60] if body else None, r.text)
         err = r.json()["error"]
         assert field in [f["field"] for f in err["fields"]], (path, err)
@@ -201,19 +266,31 @@ def test_killed_worker_loses_and_double_counts_nothing(cluster: Cluster) -> None
     wait_for(lambda: httpx.get(f"{wa.url}/v1/experiments/crash").status_code == 200)
     decisions = [decide(wb.url, "crash", f"u{i}") for i in range(200)]
     events = [event("impression", d) for d in decisions] + [event("click", d) for d in decisions[::3]]
-    records = [({"impression": "impressions", "click": "clicks"}[e["type"]], "crash", orjson.dumps(e))
-               for e in events]
+    records = [
+        ({"impression": "impressions", "click": "clicks"}[e["type"]], "crash", orjson.dumps(e))
+        for e in events
+    ]
     asyncio.run(produce(cluster.kafka.bootstrap_servers, records[: len(records) // 2]))
     wa.kill()  # SIGKILL mid-stream: no snapshot flush, no offset commit
-    asyncio.run(produce(cluster.kafka.bootstrap_servers, records[len(records) // 3:]))  # overlap = replays
+    asyncio.run(produce(cluster.kafka.bootstrap_servers, records[len(records) // 3 :]))  # overlap = replays
     body = wait_for(lambda: (s := status(wb.url, "crash")) and applied(s) >= len(events) and s, timeout=120)
     assert applied(body) == len(events)  # every distinct event once, none lost
-    policy = wait_for(lambda: (p := status(wb.url, "crash")["policy"]["variants"])
-                      and sum(v["trials"] for v in p.values()) == 200 and p)
+    policy = wait_for(
+        lambda: (
+            (p := status(wb.url, "crash")["policy"]["variants"])
+            and sum(v["trials"] for v in p.values()) == 200
+            and p
+        )
+    )
     assert sum(v["clicks"] for v in policy.values()) == len(decisions[::3])
     # the killed worker comes back and recovers the same learning state
     wa.start()
     wa.wait_ready(partitions=False)
-    again = wait_for(lambda: (p := status(wa.url, "crash")["policy"]["variants"])
-                     and sum(v["trials"] for v in p.values()) == 200 and p)
+    again = wait_for(
+        lambda: (
+            (p := status(wa.url, "crash")["policy"]["variants"])
+            and sum(v["trials"] for v in p.values()) == 200
+            and p
+        )
+    )
     assert again == policy

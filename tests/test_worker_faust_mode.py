@@ -29,8 +29,13 @@ def test_faust_agents_ingest_and_learn(tmp_path: Path) -> None:
         asyncio.run(produce(cluster.kafka.bootstrap_servers, records + records[:5]))  # + 5 replays
         body = wait_for(lambda: (s := status(w.url, "fm")) and applied(s) >= len(events) and s)
         assert applied(body) == len(events) and body["ledger"]["duplicate:impression"] == 5
-        policy = wait_for(lambda: (p := status(w.url, "fm")["policy"]["variants"])
-                          and sum(v["trials"] for v in p.values()) == 30 and p)
+        policy = wait_for(
+            lambda: (
+                (p := status(w.url, "fm")["policy"]["variants"])
+                and sum(v["trials"] for v in p.values()) == 30
+                and p
+            )
+        )
         assert sum(v["clicks"] for v in policy.values()) == 10
         assert httpx.get(f"{w.url}/readyz").json()["partitions"]
     finally:

@@ -53,7 +53,9 @@ class ThompsonAllocator(Allocator):
         self.prior_beta = float(prior_beta)
         self.metric = metric
         #: Optional warm start: extra (alpha, beta) per variant, e.g. from the content ranker.
-        self.prior_pseudo_counts = {k: (float(a), float(b)) for k, (a, b) in (prior_pseudo_counts or {}).items()}
+        self.prior_pseudo_counts = {
+            k: (float(a), float(b)) for k, (a, b) in (prior_pseudo_counts or {}).items()
+        }
         self.counts = ArmCounts(self.variant_ids)
         self._propensities: np.ndarray | None = None
         self._posterior: tuple[np.ndarray, np.ndarray] | None = None
@@ -65,7 +67,9 @@ class ThompsonAllocator(Allocator):
         table = self.counts.successes if self.metric == "click" else self.counts.conversions
         s = np.array([table[v] for v in self.variant_ids], dtype=float)
         s = np.minimum(s, n)
-        extra = np.array([self.prior_pseudo_counts.get(v, (0.0, 0.0)) for v in self.variant_ids]).reshape(-1, 2)
+        extra = np.array([self.prior_pseudo_counts.get(v, (0.0, 0.0)) for v in self.variant_ids]).reshape(
+            -1, 2
+        )
         return self.prior_alpha + s + extra[:, 0], self.prior_beta + (n - s) + extra[:, 1]
 
     def propensities(self) -> np.ndarray:

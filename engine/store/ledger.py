@@ -66,11 +66,23 @@ class RewardLedger:
             keys = [self.keys.decision(exp_id, d.decision_id) for d in items]
             args: list[Any] = [ttl_ms]
             for d in items:
-                args += [int(d.timestamp.timestamp() * 1000), orjson.dumps({
-                    "d": d.decision_id, "v": d.variant_id, "u": d.user_id, "p": d.propensity,
-                    "a": d.allocator, "m": d.model_version, "t": d.timestamp.timestamp(),
-                    "at": d.attributes, "c": d.context, "f": d.features,
-                })]
+                args += [
+                    int(d.timestamp.timestamp() * 1000),
+                    orjson.dumps(
+                        {
+                            "d": d.decision_id,
+                            "v": d.variant_id,
+                            "u": d.user_id,
+                            "p": d.propensity,
+                            "a": d.allocator,
+                            "m": d.model_version,
+                            "t": d.timestamp.timestamp(),
+                            "at": d.attributes,
+                            "c": d.context,
+                            "f": d.features,
+                        }
+                    ),
+                ]
             await self._record(keys=keys, args=args)
 
     async def apply_events(
@@ -89,17 +101,34 @@ class RewardLedger:
         if not events:
             return []
         now_ms = int((now if now is not None else time.time()) * 1000)
-        keys = [self.keys.ledger(experiment_id), self.keys.rewards(experiment_id), self.keys.pending(experiment_id)]
-        args: list[Any] = [now_ms, int(window_s * 1000), self.stream_maxlen, MAX_CONVERSIONS_PER_DECISION,
-                           self.grace_ms, 1 if retry else 0]
+        keys = [
+            self.keys.ledger(experiment_id),
+            self.keys.rewards(experiment_id),
+            self.keys.pending(experiment_id),
+        ]
+        args: list[Any] = [
+            now_ms,
+            int(window_s * 1000),
+            self.stream_maxlen,
+            MAX_CONVERSIONS_PER_DECISION,
+            self.grace_ms,
+            1 if retry else 0,
+        ]
         for event, _ in events:
             keys.append(self.keys.decision(experiment_id, event.decision_id))
-            args += [event.event_id, event.type, repr(float(getattr(event, "value", 0.0))),
-                     int(event.event_time.timestamp() * 1000)]
+            args += [
+                event.event_id,
+                event.type,
+                repr(float(getattr(event, "value", 0.0))),
+                int(event.event_time.timestamp() * 1000),
+            ]
         result = await self._apply(keys=keys, args=args)
         outcomes = [r.decode() if isinstance(r, bytes) else str(r) for r in result]
-        waiting = {f"{e.type}\n{e.event_id}": raw for (e, raw), o in zip(events, outcomes, strict=True)
-                   if o == "pending"}
+        waiting = {
+            f"{e.type}\n{e.event_id}": raw
+            for (e, raw), o in zip(events, outcomes, strict=True)
+            if o == "pending"
+        }
         if waiting:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hset(self.keys.pending_payloads(experiment_id), mapping=waiting)
@@ -113,8 +142,11 @@ class RewardLedger:
         if not members:
             return []
         raws = await self.redis.hmget(self.keys.pending_payloads(experiment_id), members)
-        return [(m.partition(b"\n")[0].decode(), raw) for m, raw in zip(members, raws, strict=True)
-                if raw is not None]
+        return [
+            (m.partition(b"\n")[0].decode(), raw)
+            for m, raw in zip(members, raws, strict=True)
+            if raw is not None
+        ]
 
     async def experiments_with_pending(self) -> list[str]:
         members = await self.redis.smembers(self.keys.pending_index)
@@ -133,9 +165,13 @@ class RewardLedger:
         raw = await self.redis.hgetall(self.keys.ledger(experiment_id))
         return {k.decode(): int(v) for k, v in raw.items()}
 
-    async def read_rewards(self, experiment_id: str, after: str = "0-0", count: int = 2000) -> list[StreamEntry]:
+    async def read_rewards(
+        self, experiment_id: str, after: str = "0-0", count: int = 2000
+    ) -> list[StreamEntry]:
         """Rewards appended after stream id ``after`` (exclusive), oldest first."""
-        rows = await self.redis.xrange(self.keys.rewards(experiment_id), min=f"({after}", max="+", count=count)
+        rows = await self.redis.xrange(
+            self.keys.rewards(experiment_id), min=f"({after}", max="+", count=count
+        )
         return [StreamEntry(sid.decode(), _reward(experiment_id, fields)) for sid, fields in rows]
 
 
