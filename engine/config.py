@@ -145,6 +145,12 @@ class Settings(BaseSettings):
         description="Port of the embedded broker (0 = a free port).",
     )
 
+    ranker_enabled: bool = Field(
+        True,
+        validation_alias=_env("ABENGINE_RANKER_ENABLED"),
+        description="Load the content ranker (data/ranker/ranker.npz + MiniLM) at start for the "
+        "ranking, insights and opportunities endpoints and warm starts.",
+    )
     log_level: str = Field(
         "info", validation_alias=_env("ABENGINE_LOG_LEVEL"), description="Log level of the worker."
     )

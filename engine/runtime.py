@@ -86,10 +86,9 @@ class Runtime:
         await ensure_topics(self.bootstrap_servers, self.settings)  # no-op when the CLI made them
         await self.producer.start()
         await self._refresh()
-        self._tasks = [
-            asyncio.create_task(self._loop(), name="abengine-refresh"),
-            asyncio.create_task(self._load_ranker(), name="abengine-ranker"),
-        ]
+        self._tasks = [asyncio.create_task(self._loop(), name="abengine-refresh")]
+        if self.settings.ranker_enabled:
+            self._tasks.append(asyncio.create_task(self._load_ranker(), name="abengine-ranker"))
         self.started.set()
         log.info("worker %s ready", self.worker_id)
 

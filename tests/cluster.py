@@ -15,6 +15,7 @@ from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port
 
 FAST_SETTINGS = {
     "ABENGINE_TOPIC_PARTITIONS": "4",
+    "ABENGINE_RANKER_ENABLED": "0",
     "ABENGINE_POLICY_REFRESH_S": "0.2",
     "ABENGINE_SNAPSHOT_INTERVAL_S": "0.2",
     "ABENGINE_UNMATCHED_GRACE_S": "3",

@@ -65,7 +65,10 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with (
         EmbeddedKafka(log_path=tmp / "tansu.log") as kafka,
         EmbeddedRedis(tmp / "redis") as redis,
-        serve_api(Settings(topic_partitions=2), kafka.bootstrap_servers, redis.url) as (url, _),
+        serve_api(Settings(topic_partitions=2, ranker_enabled=False), kafka.bootstrap_servers, redis.url) as (
+            url,
+            _,
+        ),
     ):
         spec = {"id": "fz", "variants": [{"id": "a", "text": "A"}, {"id": "b", "text": "B"}]}
         assert httpx.post(f"{url}/v1/experiments", json=spec).status_code == 201

@@ -64,7 +64,7 @@ def outage_env(tmp_path: Path) -> Iterator[tuple[str, RedisProcess]]:
     redis = RedisProcess(tmp_path)
     redis.start()
     with EmbeddedKafka(log_path=tmp_path / "tansu.log") as kafka:
-        settings = Settings(topic_partitions=2, policy_refresh_s=0.2)
+        settings = Settings(topic_partitions=2, policy_refresh_s=0.2, ranker_enabled=False)
         try:
             with serve_api(settings, kafka.bootstrap_servers, redis.url) as (url, _runtime):
                 yield url, redis

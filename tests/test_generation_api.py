@@ -48,7 +48,7 @@ async def test_generate_and_add_as_variants(
 ) -> None:
     async with OpenAIServer() as sidecar:
         _env(monkeypatch, sidecar.url)
-        with serve_api(Settings(topic_partitions=1), *services) as (url, _):
+        with serve_api(Settings(topic_partitions=1, ranker_enabled=False), *services) as (url, _):
             async with httpx.AsyncClient(timeout=30) as http:
                 assert (await http.post(f"{url}/v1/experiments", json=SPEC)).status_code == 201
                 r = await http.post(f"{url}/v1/experiments/gen/generate", json=REQUEST)
@@ -80,7 +80,7 @@ async def test_sidecar_down_is_a_quick_503_and_decide_is_unaffected(
     services: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _env(monkeypatch, f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    with serve_api(Settings(topic_partitions=1), *services) as (url, _):
+    with serve_api(Settings(topic_partitions=1, ranker_enabled=False), *services) as (url, _):
         async with httpx.AsyncClient(timeout=30) as http:
             assert (await http.post(f"{url}/v1/experiments", json=SPEC)).status_code == 201
 

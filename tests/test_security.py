@@ -21,7 +21,9 @@ SPEC = {"id": "sec", "variants": [{"id": "a", "text": "A"}, {"id": "b", "text": 
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("sec")
     with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as redis:
-        settings = Settings(topic_partitions=1, admin_token="adm-secret", client_token="cli-secret")
+        settings = Settings(
+            topic_partitions=1, admin_token="adm-secret", client_token="cli-secret", ranker_enabled=False
+        )
         with serve_api(settings, kafka.bootstrap_servers, redis.url) as (url, _):
             yield url
 
