@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -137,7 +138,8 @@ async def _demo(
             body = await _wait_ingested(session, base, exp_id, stats.distinct_events)
             async with session.get(f"{base}/metrics") as resp:
                 metrics_text = await resp.text()
-        _summary(console, Table, stats, body, truth)
+            _summary(console, Table, stats, body, truth)
+            await _content_tools(console, session, base, exp_id, truth)
         console.print("\n[bold]/metrics[/] (abengine counters):")
         for line in metrics_text.splitlines():
             if line.startswith(
@@ -180,6 +182,53 @@ async def _wait_ingested(
     await asyncio.sleep(2.5)  # one snapshot interval + refresh so the policy shown is the final one
     async with session.get(f"{base}/v1/experiments/{exp_id}") as resp:  # type: ignore[attr-defined]
         return await resp.json()
+
+
+async def _content_tools(console: Any, session: Any, base: str, exp_id: str, truth: dict[str, float]) -> None:
+    """What the content ranker predicts for the variants, and new candidates from the LLM."""
+    deadline = time.monotonic() + 120
+    while True:
+        async with session.get(f"{base}/v1/experiments/{exp_id}/ranking") as resp:
+            if resp.status == 200:
+                ranking = await resp.json()
+                break
+        if time.monotonic() > deadline:
+            console.print("[yellow]content ranker not available[/]")
+            ranking = None
+            break
+        await asyncio.sleep(1.0)
+    if ranking is not None:
+        order = " > ".join(r["variant_id"] for r in ranking["ranking"])
+        true_order = " > ".join(sorted(truth, key=truth.get, reverse=True))  # type: ignore[arg-type]
+        console.print(
+            f"\n[bold]content ranker[/] {ranking['model_version']} predicted order (before any "
+            f"traffic, from the texts alone): {order}; true order: {true_order}"
+        )
+    console.print("\n[bold]generating new candidates[/] (LLM backend, off the decide path) ...")
+    request = {
+        "base": DEMO_VARIANTS[0][1],
+        "goal": "more clicks from returning customers",
+        "attributes": ["urgency", "social_proof"],
+        "n": 3,
+        "seed": 11,
+        "max_chars": 90,
+    }
+    t0 = time.monotonic()
+    async with session.post(f"{base}/v1/experiments/{exp_id}/generate", json=request) as resp:
+        body = await resp.json()
+        if resp.status != 200:
+            console.print(f"[yellow]generation unavailable: {body['error']['message']}[/]")
+            return
+    console.print(
+        f"{len(body['candidates'])} accepted of {body['raw_count']} written by {body['backend']}:"
+        f"{body['model']} in {time.monotonic() - t0:.1f}s (dropped: {body['dropped'] or 'none'})"
+    )
+    for c in body["candidates"]:
+        p = c["provenance"]
+        console.print(
+            f"  - {c['text']!r}  [template {p['template_version']}, seed {p['seed']}, "
+            f"attributes {', '.join(p['attributes'])}]"
+        )
 
 
 def _summary(console: object, table_cls: type, stats: object, body: dict, truth: dict[str, float]) -> None:
