@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -101,7 +102,7 @@ async def _demo(
     from producers.kafka import EventProducer
     from producers.traffic import Segment, TrafficGenerator
 
-    console = Console()
+    console = Console(width=max(130, shutil.get_terminal_size().columns))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "demo-worker.log"
     console.print(f"[bold]abengine demo[/] broker={bootstrap} redis={redis_url} (worker log: {log_path})")
