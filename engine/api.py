@@ -182,8 +182,10 @@ async def load_experiment(request: web.Request) -> Experiment:
 
 
 def _config_error(exc: ValueError) -> ApiError:
+    """An allocator refused the experiment: name the field its message starts with, else ``allocator``."""
     message = str(exc)
-    field = message.split(":", 1)[0] if ":" in message else "allocator_config"
+    head = message.split(":", 1)[0]
+    field = head if ":" in message and head.replace("_", "").replace(".", "").isalnum() else "allocator"
     return ApiError(422, "validation_error", message, [{"field": field, "message": message}])
 
 
@@ -198,8 +200,8 @@ async def create_experiment(request: web.Request) -> web.Response:
         experiment = experiment.model_copy(
             update={"prior": {v: (x["alpha"], x["beta"]) for v, x in prior["variants"].items()}}
         )
-    try:
-        fresh_allocator(experiment)  # fail now, with the field named, rather than at the first decide
+    try:  # fail now, with the field named, rather than at the first decide; may embed texts: off the loop
+        await asyncio.to_thread(fresh_allocator, experiment)
     except ValueError as exc:
         raise _config_error(exc) from None
     try:
@@ -365,8 +367,9 @@ async def decide(request: web.Request) -> web.Response:
             "experiment_id does not match the path",
             [{"field": "experiment_id", "message": f"expected {exp_id!r}"}],
         )
+    memory = await runtime.read_memory(exp_id, req.user_id)
     try:
-        decision, record = runtime.serving.decide(exp_id, req)
+        decision, record = runtime.serving.decide(exp_id, req, memory)
     except ExperimentNotFound:
         raise ApiError(
             404,

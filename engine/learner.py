@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from engine.metrics import Sensor
@@ -64,12 +64,15 @@ class LearnerPool:
         experiment: Callable[[str], Experiment | None],
         sensor: Sensor,
         snapshot_interval_s: float,
+        after_learning: Callable[[str, Allocator], Awaitable[None]] | None = None,
     ) -> None:
         self.ledger = ledger
         self.policies = policies
         self.experiment = experiment
         self.sensor = sensor
         self.snapshot_interval_s = snapshot_interval_s
+        #: called after a learner caught up (e.g. the runtime writes per-user memories to Redis)
+        self.after_learning = after_learning
         self.learners: dict[str, Learner] = {}
         # ingestion and the pending-retry loop both learn: one at a time, or two
         # coroutines reading from the same cursor would apply the same rewards twice
@@ -117,7 +120,8 @@ class LearnerPool:
             experiment = self.experiment(exp_id)
             if experiment is not None and len(experiment.variants) != len(learner.allocator.variant_ids):
                 align_variants(learner.allocator, experiment)
-            await learner.catch_up(self.ledger)
+            if await learner.catch_up(self.ledger) and self.after_learning is not None:
+                await self.after_learning(exp_id, learner.allocator)
 
     async def flush(self, force: bool = False) -> int:
         """Publish snapshots of changed learners (at most once per interval unless forced)."""

@@ -51,6 +51,7 @@ class Runtime:
         self.worker_id = f"{os.uname().nodename}:{os.getpid()}"
         self.sensor = PrometheusSensor()
         self.keys = Keys()
+        self.redis_url = redis_url
         self.redis = aioredis.Redis.from_url(
             redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=5
         )
@@ -69,12 +70,14 @@ class Runtime:
             lambda e: self.serving.experiments.get(e),
             self.sensor,
             settings.snapshot_interval_s,
+            after_learning=self.write_memory,
         )
         self.producer = EventProducer(bootstrap_servers, settings)
         self.ingestor = Ingestor(
             self.ledger, self.learners, self.lookup_experiment, self.send_dead_letters, self.sensor
         )
         self._generation: Any = None
+        self._memory_stores: dict[str, Any] = {}
         self.ranker: Any = None  # engine.ranker.RankerService, loaded once in the background at start
         self.redis_ok = False
         self.assigned: set[int] = set()
@@ -100,6 +103,8 @@ class Runtime:
         with contextlib.suppress(RedisError, OSError):
             await self.learners.flush(force=True)
         await self.producer.stop()
+        for store in self._memory_stores.values():
+            await store.aclose()
         if self._generation is not None:
             await self._generation.aclose()
         await self.redis.aclose()
@@ -113,6 +118,7 @@ class Runtime:
     async def _refresh(self) -> None:
         try:
             await self.serving.refresh()
+            await self.embed_pending_contexts()
             await self.learners.flush()
             await self.retry_pending()
             self._set_redis(True)
@@ -148,6 +154,49 @@ class Runtime:
             log.info("content ranker %s loaded", ranker.model_version)
         except Exception:  # serving never depends on it: its endpoints answer 503 instead
             log.exception("content ranker unavailable")
+
+    # --- per-user memory (allocators with a memory, e.g. actor_critic) ------------------------------------
+    def memory_store(self, experiment_id: str, width: int) -> Any:
+        """The experiment's user-memory store in Redis (one cluster slot per experiment)."""
+        store = self._memory_stores.get(experiment_id)
+        if store is None or store.width != width:
+            from engine.memory.store import UserMemoryStore
+
+            store = UserMemoryStore(
+                self.redis_url, width, prefix=f"{self.keys.prefix}:{{{experiment_id}}}:mem"
+            )
+            self._memory_stores[experiment_id] = store
+        return store
+
+    async def read_memory(self, experiment_id: str, user_id: str) -> Any:
+        """The user's memory for the decide path: one pipelined read under a short time limit;
+        None (served without memory, counted as degraded) when Redis is slow or down."""
+        allocator = self.serving.allocators.get(experiment_id)
+        width = getattr(allocator, "rec_width", None)
+        if width is None or not getattr(getattr(allocator, "config", None), "use_memory", False):
+            return None
+        store = self.memory_store(experiment_id, width)
+        before = store.degraded_reads
+        memory = (await store.get_many([user_id]))[user_id]
+        if store.degraded_reads != before:
+            self.sensor.on_degraded_decision(experiment_id)
+        return memory
+
+    async def write_memory(self, experiment_id: str, allocator: Any) -> None:
+        """Push the memory records the learner appended to Redis (pipelined, bounded, with TTL)."""
+        drain = getattr(allocator, "drain_memory_writes", None)
+        if drain is None:
+            return
+        writes = drain()
+        if writes:
+            await self.memory_store(experiment_id, allocator.rec_width).put_many(writes)
+
+    async def embed_pending_contexts(self) -> None:
+        """Embed context texts the serving allocators met uncached, in one batch, off the loop."""
+        for allocator in list(self.serving.allocators.values()):
+            embed = getattr(allocator, "embed_pending", None)
+            if embed is not None:
+                await asyncio.to_thread(embed)
 
     # --- generation ----------------------------------------------------------------------------------
     @property

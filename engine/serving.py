@@ -115,8 +115,13 @@ class ServingState:
         except KeyError:
             raise ExperimentNotFound(experiment_id) from None
 
-    def decide(self, experiment_id: str, request: DecisionRequest) -> tuple[Decision, DecisionLog]:
-        """Choose a variant; returns the client's answer and the record to log."""
+    def decide(
+        self, experiment_id: str, request: DecisionRequest, memory: Any = None
+    ) -> tuple[Decision, DecisionLog]:
+        """Choose a variant; returns the client's answer and the record to log.
+
+        ``memory`` is the user's memory read from Redis by the caller, for allocators that use one.
+        """
         experiment = self.get(experiment_id)
         if experiment.status != "running":
             raise ExperimentNotRunning(experiment_id)
@@ -129,7 +134,7 @@ class ServingState:
             context_text=request.context,
             features=request.features,
         )
-        choice = allocator.choose(ctx)
+        choice = allocator.choose(ctx) if memory is None else allocator.choose(ctx, memory=memory)  # type: ignore[call-arg]
         content = next(v.text for v in experiment.variants if v.id == choice.variant_id)
         fields: Mapping[str, Any] = {
             "decision_id": uuid.uuid4().hex,

@@ -20,6 +20,7 @@ from engine.types import Allocator
 ALLOCATORS: dict[str, str] = {
     "fixed_split": "engine.allocators.fixed_split:FixedSplitAllocator",
     "thompson": "engine.allocators.thompson:ThompsonAllocator",
+    "llm_po": "engine.allocators.llm_po:LLMPOAllocator",
 }
 
 #: Options the engine offers every allocator; each takes those its constructor names.
