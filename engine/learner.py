@@ -33,6 +33,7 @@ class Learner:
     saved_cursor: str = ""
     last_saved: float = 0.0
     applied: int = 0
+    foreign_reported: int = 0
     partitions: set[int] = field(default_factory=set)
 
     @property
@@ -120,8 +121,13 @@ class LearnerPool:
             experiment = self.experiment(exp_id)
             if experiment is not None and len(experiment.variants) != len(learner.allocator.variant_ids):
                 align_variants(learner.allocator, experiment)
-            if await learner.catch_up(self.ledger) and self.after_learning is not None:
-                await self.after_learning(exp_id, learner.allocator)
+            if await learner.catch_up(self.ledger):
+                if self.after_learning is not None:
+                    await self.after_learning(exp_id, learner.allocator)
+                foreign = getattr(learner.allocator, "ignored_foreign_rewards", 0)
+                if foreign > learner.foreign_reported:  # rewards of decisions another allocator made
+                    self.sensor.on_rejected("foreign_allocator", foreign - learner.foreign_reported)
+                    learner.foreign_reported = foreign
 
     async def flush(self, force: bool = False) -> int:
         """Publish snapshots of changed learners (at most once per interval unless forced)."""

@@ -30,6 +30,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "abengine_variant_reward_rate",
     "abengine_allocator_posterior_mean",
     "abengine_policy_version",
+    "abengine_variant_drift",
     "abengine_redis_degraded",
     "abengine_degraded_decisions_total",
     "abengine_http_requests_total",
@@ -116,6 +117,12 @@ class PrometheusSensor(Sensor):
             ["experiment", "variant"],
             registry=r,
         )
+        self.drift = Gauge(
+            "abengine_variant_drift",
+            "How far a variant's recent rewards moved from the learner's estimate (memory-based drift).",
+            ["experiment", "variant"],
+            registry=r,
+        )
         self.policy_version = Gauge(
             "abengine_policy_version", "Version of the policy served.", ["experiment"], registry=r
         )
@@ -170,6 +177,8 @@ class PrometheusSensor(Sensor):
         for variant, stats in summary.items():
             if "posterior_mean" in stats:
                 self.posterior_mean.labels(experiment, variant).set(stats["posterior_mean"])
+            if "drift" in stats:
+                self.drift.labels(experiment, variant).set(stats["drift"])
             if "click_rate" in stats:
                 self.reward_rate.labels(experiment, variant).set(stats["click_rate"])
 

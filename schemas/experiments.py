@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, JsonValue, model_validator
 
 from schemas.common import (
     MAX_VARIANTS,
@@ -21,7 +21,11 @@ from schemas.common import (
 AllocatorName = Literal[
     "fixed_split", "thompson", "classical_ab", "linucb", "lin_ts", "reinforce", "actor_critic", "llm_po"
 ]
-AllocatorConfig = Annotated[dict[Key, FiniteFloat | int | bool | ShortText], Field(max_length=32)]
+#: Options of the allocator: scalars, or JSON objects for structured options (e.g. the actor-critic's
+#: ``config`` and the perception ``schema``); the body-size limit bounds their depth and size.
+AllocatorConfig = Annotated[
+    dict[Key, FiniteFloat | int | bool | ShortText | dict[Key, JsonValue]], Field(max_length=32)
+]
 
 THIRTY_DAYS_S = 30 * 86400.0
 

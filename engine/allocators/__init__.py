@@ -21,6 +21,11 @@ ALLOCATORS: dict[str, str] = {
     "fixed_split": "engine.allocators.fixed_split:FixedSplitAllocator",
     "thompson": "engine.allocators.thompson:ThompsonAllocator",
     "llm_po": "engine.allocators.llm_po:LLMPOAllocator",
+    "classical_ab": "engine.allocators.classical_ab:ClassicalABAllocator",
+    "linucb": "engine.allocators.linucb:LinUCBAllocator",
+    "lin_ts": "engine.allocators.lin_ts:LinTSAllocator",
+    "reinforce": "engine.allocators.reinforce:ReinforceAllocator",
+    "actor_critic": "engine.allocators.actor_critic:ActorCriticAllocator",
 }
 
 #: Options the engine offers every allocator; each takes those its constructor names.
@@ -68,6 +73,10 @@ def make_allocator(
         )
     kwargs = {k: v for k, v in (engine_options or {}).items() if k in accepted}
     kwargs.update(config)
+    if isinstance(kwargs.get("schema"), Mapping):  # the perception schema arrives as JSON
+        from engine.perception.schema import FeatureSchema
+
+        kwargs["schema"] = FeatureSchema.from_dict(kwargs["schema"])
     try:
         return cls(list(variant_ids), seed=seed, **kwargs)
     except TypeError as exc:  # a wrong type for a declared option

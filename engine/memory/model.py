@@ -1,0 +1,168 @@
+"""The memory of rewarded interactions and the attention read over it (pure: no I/O).
+
+A record is one rewarded decision: ``[e_v (k floats), reward, time]`` where ``e_v`` is the chosen variant's
+projected text embedding. A memory keeps the last ``N`` records. Reading it for a candidate variant ``v`` is
+attention over the records (keys = variant embeddings, values = rewards):
+
+    w_i = exp(beta * (cos(e_v, e_i) - 1) - lam * age_i)
+    read(v) = (sum_i w_i r_i + w_0 r_0) / (sum_i w_i + w_0)
+
+so interactions with similar variants and recent ones count most, and an empty memory reads the prior ``r_0``.
+``beta`` and ``lam`` are learned by the actor-critic through the torch twin :func:`attention_read_torch`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryView:
+    """A read-only memory: ``records`` has shape (n, k + 2), oldest first."""
+
+    records: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.records.ndim != 2 or self.records.shape[1] < 3:
+            raise ValueError(f"memory records must be (n, k+2), got shape {self.records.shape}")
+
+    def __len__(self) -> int:
+        return int(self.records.shape[0])
+
+    @property
+    def keys(self) -> np.ndarray:
+        return self.records[:, :-2]
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self.records[:, -2]
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.records[:, -1]
+
+    def before(self, t: float) -> MemoryView:
+        """The memory as it was at time ``t`` (records strictly earlier): no peeking at later rewards."""
+        if len(self) == 0 or self.times[-1] < t:
+            return self
+        return MemoryView(self.records[self.times < t])
+
+
+def make_records(keys: np.ndarray, rewards: np.ndarray, times: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [
+            np.asarray(keys, np.float32),
+            np.asarray(rewards, np.float32)[:, None],
+            np.asarray(times, np.float32)[:, None],
+        ],
+        axis=1,
+    )
+
+
+class MemoryBank:
+    """In-process bounded memories keyed by user (LRU over keys, last ``max_len`` records per key, TTL).
+
+    Same shape of interface as :class:`engine.memory.store.UserMemoryStore`, used by the learner and by
+    offline evaluation.
+    """
+
+    def __init__(
+        self, width: int, max_len: int = 32, max_keys: int = 100_000, ttl: float | None = None
+    ) -> None:
+        self.width = width
+        self.max_len = max_len
+        self.max_keys = max_keys
+        self.ttl = ttl
+        self._data: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str, now: float | None = None) -> MemoryView | None:
+        rec = self._data.get(key)
+        if rec is None:
+            return None
+        if self.ttl is not None and now is not None and rec.shape[0] and now - rec[-1, -1] > self.ttl:
+            del self._data[key]
+            return None
+        return MemoryView(rec)
+
+    def get_many(self, keys: Iterable[str], now: float | None = None) -> dict[str, MemoryView | None]:
+        return {k: self.get(k, now) for k in keys}
+
+    def append(self, key: str, records: np.ndarray) -> None:
+        records = np.asarray(records, np.float32).reshape(-1, self.width)
+        old = self._data.pop(key, None)
+        if old is None:  # common case (a new or evicted user): no concatenation
+            self._data[key] = records[-self.max_len :].copy()
+        else:
+            self._data[key] = np.concatenate([old, records])[-self.max_len :]
+        while len(self._data) > self.max_keys:
+            self._data.popitem(last=False)
+
+    def put_many(self, items: Mapping[str, np.ndarray]) -> None:
+        for k, v in items.items():
+            self.append(k, v)
+
+
+def attention_read(
+    cand: np.ndarray,
+    memory: MemoryView | None,
+    now: float,
+    beta: float,
+    lam: float,
+    r0: float,
+    w0: float = 1.0,
+) -> np.ndarray:
+    """Numpy read for candidate keys ``cand`` (K, k): returns (K, 2) ``[read(v) - r0, log1p(mass) / 5]``."""
+    out = np.zeros((cand.shape[0], 2), dtype=np.float32)
+    if memory is None or len(memory) == 0:
+        return out
+    cos = cand @ memory.keys.T  # (K, n); keys are unit norm
+    w = np.exp(beta * (cos - 1.0) - lam * np.maximum(now - memory.times, 0.0)[None, :])
+    mass = w.sum(axis=1)
+    out[:, 0] = (w @ memory.rewards + w0 * r0) / (mass + w0) - r0
+    out[:, 1] = np.log1p(mass) / 5.0
+    return out
+
+
+def pad_memories(
+    memories: Sequence[MemoryView | None], width: int, max_len: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stack memories into (B, N, width) records and a (B, N) mask (for batched torch reads)."""
+    n = max([len(m) for m in memories if m is not None] + [1])
+    n = min(n, max_len)
+    recs = np.zeros((len(memories), n, width), dtype=np.float32)
+    mask = np.zeros((len(memories), n), dtype=np.float32)
+    for i, m in enumerate(memories):
+        if m is None or len(m) == 0:
+            continue
+        r = m.records[-n:]
+        recs[i, : len(r)] = r
+        mask[i, : len(r)] = 1.0
+    return recs, mask
+
+
+def attention_read_torch(
+    cand: torch.Tensor,
+    recs: torch.Tensor,
+    mask: torch.Tensor,
+    now: torch.Tensor,
+    beta: torch.Tensor,
+    lam: torch.Tensor,
+    r0: float,
+    w0: float = 1.0,
+) -> torch.Tensor:
+    """Torch twin of :func:`attention_read`, batched: cand (B, K, k), recs (B, N, k+2) -> (B, K, 2)."""
+    keys, r, t = recs[..., :-2], recs[..., -2], recs[..., -1]
+    cos = torch.einsum("bkd,bnd->bkn", cand, keys)
+    age = torch.clamp(now[:, None] - t, min=0.0)[:, None, :]
+    w = torch.exp(beta * (cos - 1.0) - lam * age) * mask[:, None, :]
+    mass = w.sum(-1)
+    read = (torch.einsum("bkn,bn->bk", w, r) + w0 * r0) / (mass + w0) - r0
+    return torch.stack([read, torch.log1p(mass) / 5.0], dim=-1)

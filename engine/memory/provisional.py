@@ -1,0 +1,137 @@
+"""Joining streamed events into decision rewards, with provisional credit for conversions still to come.
+
+Events arrive one at a time (impression, click, conversion). A decision's reward is
+``r = clicks + w * conversion_value``; it is *final* when its conversion lands, when its attribution window
+closes, or at the first click when conversions do not count (``w = 0``). Learners that cannot wait get a
+*provisional* reward from an estimator (expected conversion value per click of the variant), and a correcting
+sample when the decision becomes final.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engine.types import FeatureValue, Reward
+
+CreditKind = Literal["final", "provisional", "correction"]
+
+
+@dataclass
+class PendingDecision:
+    """What the learner knows about one decision so far."""
+
+    decision_id: str
+    user_id: str
+    variant_id: str
+    propensity: float
+    decided_at: float
+    attributes: dict[str, FeatureValue] = field(default_factory=dict)
+    context_text: str | None = None
+    features: dict[str, float] = field(default_factory=dict)
+    clicks: float = 0.0
+    conversion_value: float = 0.0
+    converted: bool = False
+    provisional: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """A training signal for one decision: its reward and whether it is final, provisional or a correction."""
+
+    decision: PendingDecision
+    reward: float
+    kind: CreditKind
+
+
+class RewardLedger:
+    """Bounded ledger of decisions awaiting their final reward.
+
+    >>> led = RewardLedger(conversion_weight=0.0, window=10.0)
+    >>> from engine.types import Reward
+    >>> ev = Reward("d1", "e", "a", "u", "click", 1.0, 0.5, "x", 0, 0.0, 1.0)
+    >>> led.add([ev]); [(c.reward, c.kind) for c in led.due(1.0)]
+    [(1.0, 'final')]
+    """
+
+    def __init__(self, conversion_weight: float, window: float, max_pending: int = 200_000) -> None:
+        if conversion_weight < 0 or window <= 0:
+            raise ValueError("conversion_weight must be >= 0 and window > 0")
+        self.w = conversion_weight
+        self.window = window
+        self.max_pending = max_pending
+        self._pending: OrderedDict[str, PendingDecision] = OrderedDict()
+        self._fresh: set[str] = set()
+        self.now = float("-inf")
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, rewards: Iterable[Reward]) -> None:
+        for ev in rewards:
+            self.now = max(self.now, ev.event_time)
+            pd = self._pending.get(ev.decision_id)
+            if pd is None:
+                pd = PendingDecision(
+                    ev.decision_id,
+                    ev.user_id,
+                    ev.variant_id,
+                    ev.propensity,
+                    ev.decided_at,
+                    dict(ev.attributes),
+                    ev.context_text,
+                    dict(ev.features),
+                )
+                self._pending[ev.decision_id] = pd
+                if len(self._pending) > self.max_pending:
+                    self._pending.popitem(last=False)
+                    self.evicted += 1
+            if ev.kind == "click":
+                pd.clicks = max(pd.clicks, float(ev.value) if ev.value else 1.0)
+            elif ev.kind == "conversion":
+                pd.conversion_value += float(ev.value)
+                pd.converted = True
+            self._fresh.add(ev.decision_id)
+
+    def reward(self, pd: PendingDecision) -> float:
+        return pd.clicks + self.w * pd.conversion_value
+
+    def due(
+        self, now: float | None = None, estimate: Callable[[PendingDecision], float] | None = None
+    ) -> list[Credit]:
+        """Credits ready now: finals (removed from the ledger) and, with ``estimate``, provisional credits."""
+        if now is not None:
+            self.now = max(self.now, now)
+        out: list[Credit] = []
+        done: list[str] = []
+        for did in list(self._fresh):
+            pd = self._pending.get(did)
+            if pd is None:
+                continue
+            final = pd.converted or (self.w == 0.0 and pd.clicks > 0)
+            if final:
+                out.append(self._finalise(pd))
+                done.append(did)
+            elif estimate is not None and pd.provisional is None:
+                pd.provisional = pd.clicks + self.w * estimate(pd)
+                out.append(Credit(pd, pd.provisional, "provisional"))
+        for did in done:
+            self._pending.pop(did, None)
+        self._fresh.clear()
+        # windows close in decision order, so the oldest pending decisions come first
+        while self._pending:
+            did, pd = next(iter(self._pending.items()))
+            if pd.decided_at + self.window > self.now:
+                break
+            self._pending.popitem(last=False)
+            out.append(self._finalise(pd))
+        return [c for c in out if c is not None]
+
+    def _finalise(self, pd: PendingDecision) -> Credit:
+        r = self.reward(pd)
+        if pd.provisional is None:
+            return Credit(pd, r, "final")
+        return Credit(pd, r, "correction")

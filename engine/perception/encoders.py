@@ -1,0 +1,223 @@
+"""One encoder per modality: user portrait, request context text, user memory, variant text.
+
+Encoders are pure and cheap on the hot path: text is embedded off the hot path (variants on registration,
+context texts in batches via :meth:`ContextTextEncoder.embed_pending`), and the hot path only reads caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from engine.perception.schema import FeatureSchema
+from engine.types import DecisionContext, FeatureValue
+
+if TYPE_CHECKING:
+    from engine.memory.model import MemoryView
+
+
+class TextEmbedder(Protocol):
+    """What perception needs from :class:`engine.embeddings.Embedder` (so tests can pass a real one)."""
+
+    dim: int
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray: ...
+
+    def cached(self, text: str) -> np.ndarray | None: ...
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A modality: a fixed-width float32 vector per decision context."""
+
+    name: str
+    dim: int
+
+    def encode(self, ctx: DecisionContext, memory: MemoryView | None) -> np.ndarray: ...
+
+
+def random_projection(in_dim: int, out_dim: int, seed: int) -> np.ndarray:
+    """A fixed orthonormal-column projection (Johnson-Lindenstrauss), reproducible from ``seed``."""
+    g = np.random.default_rng(seed).standard_normal((in_dim, out_dim))
+    q, _ = np.linalg.qr(g)
+    return (q * np.sqrt(in_dim / out_dim)).astype(np.float32)
+
+
+def _sign_hash(token: str, dim: int) -> tuple[int, float]:
+    h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+    return h % dim, 1.0 if (h >> 63) & 1 else -1.0
+
+
+class PortraitEncoder:
+    """Declared user attributes: standardised numerics, one-hot categories, sign-hashed high-cardinality ones.
+
+    >>> schema = FeatureSchema(numeric={"age": (40.0, 10.0)}, categorical={"ch": ("web", "app")})
+    >>> enc = PortraitEncoder(schema)
+    >>> enc.encode_values({"age": 50, "ch": "app"}).tolist()
+    [1.0, 0.0, 1.0]
+    """
+
+    name = "portrait"
+
+    def __init__(self, schema: FeatureSchema) -> None:
+        self.schema = schema
+        self.dim = schema.dim
+        self._cat_index: dict[str, dict[str, int]] = {}
+        off = len(schema.numeric)
+        for name, levels in schema.categorical.items():
+            self._cat_index[name] = {str(level): off + i for i, level in enumerate(levels)}
+            off += len(levels)
+        self._hash_off = off
+        self._num_index = {name: i for i, name in enumerate(schema.numeric)}
+        self._hash_cache: dict[str, tuple[int, float]] = {}
+
+    def encode_values(self, values: Mapping[str, FeatureValue]) -> np.ndarray:
+        x = np.zeros(self.dim, dtype=np.float32)
+        for name, value in values.items():
+            i = self._num_index.get(name)
+            if i is not None:
+                center, scale = self.schema.numeric[name]
+                x[i] = min(5.0, max(-5.0, (float(value) - center) / scale))
+                continue
+            idx = self._cat_index.get(name)
+            if idx is not None:
+                j = idx.get(str(value))
+                if j is not None:
+                    x[j] = 1.0
+                continue
+            if name in self.schema.hashed:
+                token = f"{name}={value}"
+                hit = self._hash_cache.get(token)
+                if hit is None:
+                    hit = _sign_hash(token, self.schema.hash_dim)
+                    if len(self._hash_cache) < 1_000_000:
+                        self._hash_cache[token] = hit
+                x[self._hash_off + hit[0]] += hit[1]
+        return x
+
+    def encode(self, ctx: DecisionContext, memory: MemoryView | None = None) -> np.ndarray:
+        if ctx.features:
+            return self.encode_values({**ctx.attributes, **ctx.features})
+        return self.encode_values(ctx.attributes)
+
+
+class ContextTextEncoder:
+    """Request free text (query, page, campaign) as a projected MiniLM embedding plus a "present" flag.
+
+    :meth:`encode` never calls the model: an uncached text encodes as zeros (flag 0) and is queued; the
+    caller runs :meth:`embed_pending` off the hot path (one batched model call).
+    """
+
+    name = "context"
+
+    def __init__(
+        self, embedder: TextEmbedder | None, proj_dim: int = 8, seed: int = 0, max_pending: int = 10_000
+    ):
+        self.embedder = embedder
+        self.proj_dim = proj_dim
+        self.dim = proj_dim + 1
+        self._proj = random_projection(384 if embedder is None else embedder.dim, proj_dim, seed + 101)
+        self._pending: dict[str, None] = {}
+        self._max_pending = max_pending
+        self.misses = 0
+
+    def encode_text(self, text: str | None) -> np.ndarray:
+        out = np.zeros(self.dim, dtype=np.float32)
+        if not text or self.embedder is None:
+            return out
+        vec = self.embedder.cached(text)
+        if vec is None:
+            self.misses += 1
+            if len(self._pending) < self._max_pending:
+                self._pending[text] = None
+            return out
+        out[: self.proj_dim] = vec @ self._proj
+        out[-1] = 1.0
+        return out
+
+    def encode(self, ctx: DecisionContext, memory: MemoryView | None = None) -> np.ndarray:
+        return self.encode_text(ctx.context_text)
+
+    def pending_texts(self) -> list[str]:
+        return list(self._pending)
+
+    def embed_pending(self) -> int:
+        """Embed every queued text in one batch (call off the hot path); returns how many."""
+        texts = list(self._pending)
+        if texts and self.embedder is not None:
+            self.embedder.encode(texts)
+        self._pending.clear()
+        return len(texts)
+
+
+class MemorySummaryEncoder:
+    """The user's memory as a fixed-width vector: how much history, mean reward, recency-weighted reward."""
+
+    name = "memory"
+    dim = 3
+
+    def __init__(self, half_life: float = 10.0) -> None:
+        self.half_life = half_life
+
+    def encode(self, ctx: DecisionContext | None, memory: MemoryView | None) -> np.ndarray:
+        out = np.zeros(self.dim, dtype=np.float32)
+        if memory is None or len(memory) == 0:
+            return out
+        r = memory.rewards
+        w = 0.5 ** (np.arange(len(r))[::-1] / self.half_life)
+        out[0] = np.log1p(len(r)) / 5.0
+        out[1] = float(r.mean())
+        out[2] = float((w * r).sum() / w.sum())
+        return out
+
+
+class VariantEncoder:
+    """Variant texts embedded once (on registration) and projected to ``proj_dim``; never at decision time."""
+
+    def __init__(self, embedder: TextEmbedder | None, proj_dim: int = 8, seed: int = 0) -> None:
+        self.embedder = embedder
+        self.proj_dim = proj_dim
+        self.seed = seed
+        self._proj = random_projection(384, proj_dim, seed + 202)
+        self.raw: dict[str, np.ndarray] = {}
+        self.projected: dict[str, np.ndarray] = {}
+
+    def add(self, variant_id: str, text: str | None = None, embedding: np.ndarray | None = None) -> None:
+        """Register a variant from its text (embedded now) or a precomputed 384-d embedding."""
+        if embedding is None:
+            if text is None:
+                raise ValueError(f"variant {variant_id!r}: needs a text or an embedding")
+            if self.embedder is None:
+                raise ValueError(f"variant {variant_id!r}: no embedder to embed its text")
+            embedding = self.embedder.encode([text])[0]
+        e = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if e.shape[0] != self._proj.shape[0] or not np.all(np.isfinite(e)):
+            raise ValueError(f"variant {variant_id!r}: embedding must be {self._proj.shape[0]} finite floats")
+        self.raw[variant_id] = e
+        p = e @ self._proj
+        self.projected[variant_id] = (p / max(float(np.linalg.norm(p)), 1e-8)).astype(np.float32)
+
+    def matrix(self, variant_ids: Sequence[str]) -> np.ndarray:
+        try:
+            return np.stack([self.projected[v] for v in variant_ids])
+        except KeyError as e:
+            raise ValueError(
+                f"variant {e.args[0]!r} has no embedding; register it with add_variant"
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "proj_dim": self.proj_dim,
+            "seed": self.seed,
+            "raw": {k: v.tolist() for k, v in self.raw.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], embedder: TextEmbedder | None = None) -> VariantEncoder:
+        enc = cls(embedder, proj_dim=int(d["proj_dim"]), seed=int(d["seed"]))
+        for k, v in d["raw"].items():
+            enc.add(k, embedding=np.asarray(v, dtype=np.float32))
+        return enc
