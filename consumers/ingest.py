@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,12 +94,14 @@ class Ingestor:
         by_exp: dict[str, list[tuple[EventBase, bytes, Record]]] = defaultdict(list)
         bad: list[DeadLetter] = []
         counts: dict[str, int] = defaultdict(int)
+        consumed: Counter[str] = Counter()
+        joined: Counter[tuple[str, str, str]] = Counter()  # (experiment, kind, outcome), reported per batch
         for rec in records:
             kind = EVENT_OF_TOPIC.get(rec.topic)
             if kind is None:
                 bad.append(dead_letter(rec, "foreign_topic", f"not an event topic: {rec.topic}"))
                 continue
-            self.sensor.on_events_consumed(kind, 1)
+            consumed[kind] += 1
             try:
                 event = EVENT_MODELS[kind].model_validate_json(rec.value)
             except ValidationError as exc:
@@ -119,7 +121,7 @@ class Ingestor:
             )
             for (event, _, rec), outcome in zip(items, outcomes, strict=True):
                 counts[outcome] += 1
-                self._count(exp_id, event.type, outcome)
+                joined[exp_id, event.type, outcome] += 1
                 if outcome == "late":
                     bad.append(
                         dead_letter(
@@ -136,6 +138,10 @@ class Ingestor:
                         )
                     )
             await self.learners.learn([exp_id], partition=items[0][2].partition)
+        for kind, n in consumed.items():
+            self.sensor.on_events_consumed(kind, n)
+        for (exp_id, kind, outcome), n in joined.items():
+            self._count(exp_id, kind, outcome, n)
         await self._dead_letter(bad)
         invalid = sum(1 for b in bad if b.reason == "invalid")
         if invalid:
@@ -177,11 +183,11 @@ class Ingestor:
         return dict(counts)
 
     # --- helpers ------------------------------------------------------------------------------------
-    def _count(self, exp_id: str, kind: str, outcome: str) -> None:
+    def _count(self, exp_id: str, kind: str, outcome: str, n: int = 1) -> None:
         if outcome == "applied":
-            self.sensor.on_rewards_joined(exp_id, kind, 1)
+            self.sensor.on_rewards_joined(exp_id, kind, n)
         elif outcome in ("duplicate", "repeat", "late", "unmatched"):
-            self.sensor.on_rejected(outcome)
+            self.sensor.on_rejected(outcome, n)
 
     async def _dead_letter(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:

@@ -63,10 +63,9 @@ class RewardLedger:
         for exp_id, items in by_exp.items():
             # keep records past the window so late events are classified late, not unmatched
             ttl_ms = int((2 * ttl_s.get(exp_id, 86400.0) + 3600) * 1000)
-            keys = [self.keys.decision(exp_id, d.decision_id) for d in items]
-            args: list[Any] = [ttl_ms]
-            for d in items:
-                args += [
+            rows = [
+                [
+                    d.decision_id,
                     int(d.timestamp.timestamp() * 1000),
                     orjson.dumps(
                         {
@@ -81,8 +80,12 @@ class RewardLedger:
                             "c": d.context,
                             "f": d.features,
                         }
-                    ),
+                    ).decode(),
                 ]
+                for d in items
+            ]
+            keys = [self.keys.ledger(exp_id)]
+            args = [ttl_ms, self.keys.decision(exp_id, ""), orjson.dumps(rows)]
             await self._record(keys=keys, args=args)
 
     async def apply_events(
@@ -106,6 +109,18 @@ class RewardLedger:
             self.keys.rewards(experiment_id),
             self.keys.pending(experiment_id),
         ]
+        packed = orjson.dumps(
+            [
+                [
+                    e.event_id,
+                    e.type,
+                    repr(float(getattr(e, "value", 0.0))),
+                    int(e.event_time.timestamp() * 1000),
+                    e.decision_id,
+                ]
+                for e, _ in events
+            ]
+        )
         args: list[Any] = [
             now_ms,
             int(window_s * 1000),
@@ -113,15 +128,9 @@ class RewardLedger:
             MAX_CONVERSIONS_PER_DECISION,
             self.grace_ms,
             1 if retry else 0,
+            self.keys.decision(experiment_id, ""),
+            packed,
         ]
-        for event, _ in events:
-            keys.append(self.keys.decision(experiment_id, event.decision_id))
-            args += [
-                event.event_id,
-                event.type,
-                repr(float(getattr(event, "value", 0.0))),
-                int(event.event_time.timestamp() * 1000),
-            ]
         result = await self._apply(keys=keys, args=args)
         outcomes = [r.decode() if isinstance(r, bytes) else str(r) for r in result]
         waiting = {
