@@ -37,6 +37,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "abengine_generation_requests_total",
     "abengine_generation_latency_seconds",
     "abengine_generation_dropped_total",
+    "abengine_generation_failures_total",
 )
 
 REJECT_REASONS = ("invalid", "late", "unmatched", "duplicate", "foreign_allocator", "repeat")
@@ -59,6 +60,7 @@ class Sensor:
     def on_redis_degraded(self, degraded: bool) -> None: ...
     def on_generation(self, backend: str, outcome: str, seconds: float) -> None: ...
     def on_generation_dropped(self, reason: str, n: int) -> None: ...
+    def on_generation_failure(self, reason: str) -> None: ...
 
 
 class PrometheusSensor(Sensor):
@@ -136,6 +138,12 @@ class PrometheusSensor(Sensor):
             ["reason"],
             registry=r,
         )
+        self.generation_failures = Counter(
+            "abengine_generation_failures",
+            "Generation requests that failed (answered 503), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.generation_latency = Histogram(
             "abengine_generation_latency_seconds",
             "Generation latency.",
@@ -191,6 +199,9 @@ class PrometheusSensor(Sensor):
 
     def on_generation_dropped(self, reason: str, n: int) -> None:
         self.generation_dropped.labels(reason).inc(n)
+
+    def on_generation_failure(self, reason: str) -> None:
+        self.generation_failures.labels(reason).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

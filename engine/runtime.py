@@ -293,7 +293,7 @@ class _GenerationSensor:
         self.runtime.sensor.on_generation_dropped(reason, count)
 
     def failed(self, reason: str) -> None:
-        pass  # counted with its latency in observed()
+        self.runtime.sensor.on_generation_failure(reason)
 
     def observed(self, seconds: float, outcome: str) -> None:
         self.runtime.sensor.on_generation(self._backend, outcome, seconds)

@@ -105,3 +105,4 @@ async def test_sidecar_down_is_a_quick_503_and_decide_is_unaffected(
             assert max(lat) < 0.5
             metrics = (await http.get(f"{url}/metrics")).text
             assert 'outcome="error"' in metrics
+            assert "abengine_generation_failures_total{reason=" in metrics
