@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -99,6 +100,14 @@ def _progress_factory() -> tuple[Callable[[str, int], Callable[[int], None]], li
     default=None,
     help="Where to write the PNG of stopping-time distributions (default llmpo_<instance>.png).",
 )
+@click.option(
+    "--text-features",
+    "text_dim",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Give candidates features from their text (MiniLM embeddings reduced by PCA to this many "
+    "dimensions; labels are the texts) so llm_po_structured runs on this instance too.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout.")
 def eval_cmd(
     comparisons: Path | None,
@@ -112,6 +121,7 @@ def eval_cmd(
     max_steps: int | None,
     block_fraction: float,
     plot: Path | None,
+    text_dim: int | None,
     as_json: bool,
 ) -> None:
     """Simulate RoundRobin, RandomPair, RUCB, dueling Thompson and LLM-PO on one instance.
@@ -141,6 +151,8 @@ def eval_cmd(
             raise click.BadParameter(str(exc), param_hint="--upworthy-test") from None
     else:
         inst = BUILTIN[instance]()  # type: ignore[index]
+    if text_dim is not None:
+        inst = with_text_features(inst, text_dim)
     factory, bars = _progress_factory()
     try:
         result = evaluate(
@@ -167,6 +179,20 @@ def eval_cmd(
         return
     click.echo(json.dumps(result.summary, indent=2))
     click.echo(f"plot: {plot_path}", err=True)
+
+
+def with_text_features(inst: Any, dim: int) -> Any:
+    """The instance with features x_i = PCA(MiniLM(label_i)) for the structured (linear BT) rule."""
+    import dataclasses
+
+    from sklearn.decomposition import PCA
+
+    from engine.embeddings import default_embedder
+
+    embeddings = default_embedder().encode(list(inst.labels))
+    d = min(dim, inst.k - 1)
+    features = PCA(n_components=d, random_state=0).fit_transform(embeddings)
+    return dataclasses.replace(inst, features=features, notes={**inst.notes, "text_feature_dim": d})
 
 
 def _lines(path: Path, what: str) -> list[str]:
