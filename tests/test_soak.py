@@ -1,0 +1,85 @@
+"""A 10-minute soak at a steady load on one worker (opt-in: ABENGINE_SOAK=1; ABENGINE_SOAK_S to shorten).
+
+Bounds checked: no failed request, every distinct event applied once, and the worker's resident
+memory grows by at most 150 MB between the end of warm-up (first 20% of the run) and the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from producers.kafka import EventProducer
+from producers.traffic import Segment, TrafficGenerator
+from tests.cluster import Cluster
+from tests.test_worker_e2e import applied, create, settings, status, wait_for
+
+pytestmark = [
+    pytest.mark.soak,
+    pytest.mark.skipif(os.environ.get("ABENGINE_SOAK") != "1", reason="soak test is opt-in: ABENGINE_SOAK=1"),
+]
+RSS_GROWTH_BOUND_MB = 150.0
+
+
+def test_soak_steady_load(tmp_path: Path) -> None:
+    seconds = float(os.environ.get("ABENGINE_SOAK_S", "600"))
+    rate = 150.0  # decisions per second, each with 1-3 events
+    cluster = Cluster(tmp_path)
+    try:
+        w = cluster.add_worker("soak")
+        w.wait_ready()
+        create(w.url, "soak")
+        proc = psutil.Process(w.proc.pid)  # type: ignore[union-attr]
+        samples: list[tuple[float, float]] = []
+
+        async def drive() -> tuple[int, int, int]:
+            producer = EventProducer(cluster.kafka.bootstrap_servers, settings())
+            await producer.start()
+            gen = TrafficGenerator(
+                w.url,
+                "soak",
+                [Segment("all", 1.0, {"a": 0.05, "b": 0.08})],
+                producer,
+                concurrency=4,
+                duplicate_rate=0.02,
+                seed=1,
+            )
+            t0 = time.monotonic()
+            sent = 0
+            while time.monotonic() - t0 < seconds:
+                tick = time.monotonic()
+                await gen.run(int(rate))  # one second's worth
+                sent += int(rate)
+                samples.append((time.monotonic() - t0, proc.memory_info().rss / 2**20))
+                await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+            await producer.stop()
+            return sent, gen.stats.distinct_events, gen.stats.errors
+
+        decisions, distinct, stats_errors = asyncio.run(drive())
+        body = wait_for(lambda: (s := status(w.url, "soak")) and applied(s) >= distinct and s, timeout=180)
+        assert applied(body) == distinct
+        warm = [m for t, m in samples if t >= 0.2 * seconds]
+        growth = warm[-1] - warm[0]
+        report = {
+            "seconds": seconds,
+            "decisions": decisions,
+            "distinct_events": distinct,
+            "http_errors": stats_errors,
+            "rss_start_mb": round(warm[0], 1),
+            "rss_end_mb": round(warm[-1], 1),
+            "rss_max_mb": round(max(m for _, m in samples), 1),
+            "duplicates_ledger": sum(v for k, v in body["ledger"].items() if k.startswith("duplicate:")),
+        }
+        (Path(os.environ.get("ABENGINE_SOAK_REPORT", tmp_path / "soak.json"))).write_text(str(report))
+        print("soak:", report)
+        assert stats_errors == 0
+        assert growth <= RSS_GROWTH_BOUND_MB, report
+        assert httpx.get(f"{w.url}/readyz").json()["status"] == "ready"
+    finally:
+        cluster.close()
