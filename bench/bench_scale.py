@@ -1,0 +1,151 @@
+"""Scale-out on one machine: ingestion throughput and rebalancing time with 1, 2 and 3 workers.
+
+    .venv/bin/python bench/bench_scale.py [--decisions 20000] [--workers 1,2,3]
+
+For each worker count: a fresh consumer group over the same backlog (decisions, impressions, clicks
+on 8 partitions, 8 experiments, a fresh Redis ledger), N `abengine worker` processes started
+together; reports (a) rebalancing time: from the last worker's start until every partition is owned
+and the owners are disjoint, read from /readyz; (b) records/s from the first applied event to the
+last. Writes docs/results/bench_scale.json. Measures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_ingest import fill  # noqa: E402
+from engine.config import Settings  # noqa: E402
+from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
+from engine.store import Keys  # noqa: E402
+from schemas import Experiment, ExperimentSpec  # noqa: E402
+
+PARTITIONS = 8
+
+
+def reset(client: redis.Redis, exp_ids: list[str]) -> None:
+    client.flushall()
+    now = datetime.now(UTC)
+    for e in exp_ids:
+        spec = ExperimentSpec(id=e, variants=[{"id": "a", "text": "A"}, {"id": "b", "text": "B"}])
+        client.hset(Keys().experiments, e, Experiment.from_spec(spec, now).model_dump_json())
+    client.incr(Keys().experiments_rev)
+
+
+def applied(client: redis.Redis, exp_ids: list[str]) -> int:
+    total = 0
+    for e in exp_ids:
+        c = client.hgetall(Keys().ledger(e))
+        total += sum(int(v) for k, v in c.items() if k.startswith((b"applied:", b"repeat:")))
+    return total
+
+
+def run(n: int, kafka: str, redis_url: str, tmp: Path, events: int, exp_ids: list[str]) -> dict:
+    client = redis.Redis.from_url(redis_url)
+    reset(client, exp_ids)
+    ports = [free_port() for _ in range(n)]
+    procs = []
+    for i, port in enumerate(ports):
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "REDIS_URL": redis_url,
+            "ABENGINE_CONSUMER_GROUP": f"scale-{n}",
+            "ABENGINE_HTTP_PORT": str(port),
+            "ABENGINE_TOPIC_PARTITIONS": str(PARTITIONS),
+            "ABENGINE_LOG_LEVEL": "warning",
+            "ABENGINE_RANKER_ENABLED": "0",
+            "ABENGINE_BATCH_SIZE": "2000",
+        }
+        log = open(tmp / f"scale-{n}-{i}.log", "ab")  # noqa: SIM115
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "engine.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        )
+    t_start = time.perf_counter()
+    rebalance = None
+    t_first = n_first = None
+    try:
+        while True:
+            now = time.perf_counter()
+            if rebalance is None:
+                owned = []
+                for port in ports:
+                    try:
+                        owned.append(
+                            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).json()["partitions"]
+                        )
+                    except (httpx.HTTPError, ValueError):
+                        owned.append(None)
+                flat = [p for o in owned if o for p in o]
+                if all(o for o in owned) and sorted(flat) == list(range(PARTITIONS)):
+                    rebalance = now - t_start
+            done = applied(client, exp_ids)
+            if done and t_first is None:
+                t_first, n_first = now, done
+            if done >= events:
+                break
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a worker died")
+            if now - t_start > 600:
+                raise TimeoutError("scale run took longer than 10 minutes")
+            time.sleep(0.05)
+        rate = (events - n_first) / (time.perf_counter() - t_first)  # type: ignore[operator]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(20)
+    return {
+        "workers": n,
+        "events_per_s": round(rate),
+        "rebalance_s": round(rebalance or float("nan"), 2),
+        "start_to_all_partitions_owned_s": round(rebalance or float("nan"), 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--decisions", type=int, default=20000)
+    ap.add_argument("--workers", default="1,2,3")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench_scale.json"))
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    rows = []
+    with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as red:
+        exp_ids = [f"exp{i}" for i in range(8)]
+        sent = asyncio.run(
+            fill(kafka.bootstrap_servers, Settings(topic_partitions=PARTITIONS), exp_ids, args.decisions)
+        )
+        events = sent - args.decisions
+        for n in (int(x) for x in args.workers.split(",")):
+            row = run(n, kafka.bootstrap_servers, red.url, tmp, events, exp_ids)
+            rows.append(row)
+            print(row, flush=True)
+    base = rows[0]["events_per_s"]
+    for r in rows:
+        print(
+            f"{r['workers']} worker(s): {r['events_per_s']:,} events/s "
+            f"({r['events_per_s'] / base:.2f}x of 1), "
+            f"all partitions owned {r['start_to_all_partitions_owned_s']} s after start"
+        )
+    Path(args.out).write_text(json.dumps({"partitions": PARTITIONS, "records": sent, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
