@@ -201,7 +201,7 @@ async def create_experiment(request: web.Request) -> web.Response:
             update={"prior": {v: (x["alpha"], x["beta"]) for v, x in prior["variants"].items()}}
         )
     try:  # fail now, with the field named, rather than at the first decide; may embed texts: off the loop
-        await asyncio.to_thread(fresh_allocator, experiment)
+        allocator = await asyncio.to_thread(fresh_allocator, experiment)
     except ValueError as exc:
         raise _config_error(exc) from None
     try:
@@ -213,7 +213,7 @@ async def create_experiment(request: web.Request) -> web.Response:
             f"experiment {spec.id!r} already exists",
             [{"field": "id", "message": "already exists"}],
         ) from None
-    runtime.serving.upsert(experiment)
+    await runtime.serving.upsert(experiment, allocator)
     return json_response(experiment.model_dump(mode="json"), 201)
 
 
@@ -254,7 +254,7 @@ async def stop_experiment(request: web.Request) -> web.Response:
         update={"status": "stopped", "updated_at": datetime.now(UTC), "revision": exp.revision + 1}
     )
     await runtime.experiments.put(stopped)
-    runtime.serving.upsert(stopped)
+    await runtime.serving.upsert(stopped)
     return json_response(stopped.model_dump(mode="json"))
 
 
@@ -282,7 +282,7 @@ async def add_variant(request: web.Request) -> web.Response:
     except ValidationError as exc:
         raise validation_error(exc) from None
     await runtime.experiments.put(updated)
-    runtime.serving.upsert(updated)
+    await runtime.serving.upsert(updated)
     return json_response(updated.model_dump(mode="json"), 201)
 
 

@@ -36,9 +36,12 @@ class Learner:
     foreign_reported: int = 0
     partitions: set[int] = field(default_factory=set)
 
+    #: the allocator changed without new stream entries (attribution windows closed by the clock)
+    advanced: bool = False
+
     @property
     def dirty(self) -> bool:
-        return self.cursor != self.saved_cursor
+        return self.advanced or self.cursor != self.saved_cursor
 
     async def catch_up(self, ledger: RewardLedger, batch: int = 2000) -> int:
         """Learn every reward appended to the stream since the cursor."""
@@ -95,10 +98,12 @@ class LearnerPool:
         if stored is not None and stored.snapshot.get("allocator") == experiment.allocator:
             from engine.allocators import restore_allocator
 
-            allocator = align_variants(restore_allocator(stored.snapshot, seed=experiment.seed), experiment)
+            allocator = await asyncio.to_thread(
+                lambda: align_variants(restore_allocator(stored.snapshot, seed=experiment.seed), experiment)
+            )
             learner = Learner(experiment_id, allocator, cursor=stored.cursor, saved_cursor=stored.cursor)
-        else:
-            learner = Learner(experiment_id, fresh_allocator(experiment))
+        else:  # building may embed variant texts: off the event loop
+            learner = Learner(experiment_id, await asyncio.to_thread(fresh_allocator, experiment))
         await learner.catch_up(self.ledger)
         self.learners[experiment_id] = learner
         log.info(
@@ -120,7 +125,7 @@ class LearnerPool:
                 learner.partitions.add(partition)
             experiment = self.experiment(exp_id)
             if experiment is not None and len(experiment.variants) != len(learner.allocator.variant_ids):
-                align_variants(learner.allocator, experiment)
+                await asyncio.to_thread(align_variants, learner.allocator, experiment)
             if await learner.catch_up(self.ledger):
                 if self.after_learning is not None:
                     await self.after_learning(exp_id, learner.allocator)
@@ -138,6 +143,7 @@ class LearnerPool:
         now = time.monotonic()
         saved = 0
         for learner in list(self.learners.values()):
+            await self._advance(learner)
             if not learner.dirty or (not force and now - learner.last_saved < self.snapshot_interval_s):
                 continue
             snapshot = learner.allocator.snapshot()
@@ -151,8 +157,23 @@ class LearnerPool:
                 self.learners.pop(learner.experiment_id, None)
                 continue
             learner.saved_cursor = learner.cursor
+            learner.advanced = False
             learner.last_saved = now
         return saved
+
+    async def _advance(self, learner: Learner) -> None:
+        """Close attribution windows that the wall clock has passed (decisions with no click yet
+        become final non-clicks), for allocators that wait for windows; event time alone would
+        leave them open while no events flow."""
+        advance = getattr(learner.allocator, "advance", None)
+        if advance is None:
+            return
+        version = learner.allocator.version
+        advance(time.time())
+        if learner.allocator.version != version:
+            learner.advanced = True
+            if self.after_learning is not None:
+                await self.after_learning(learner.experiment_id, learner.allocator)
 
     async def release(self, partitions: set[int]) -> list[str]:
         """Snapshot and drop the learners of experiments on revoked partitions."""

@@ -231,7 +231,7 @@ class Runtime:
         )
         Experiment.model_validate(updated.model_dump())  # bounds (e.g. at most 64 variants)
         await self.experiments.put(updated)
-        self.serving.upsert(updated)
+        await self.serving.upsert(updated)
         return [f"{prefix}-{hashlib.sha1(t.encode()).hexdigest()[:10]}" for t in texts]
 
     # --- callbacks used by ingestion and the API ---------------------------------------------------
@@ -241,7 +241,7 @@ class Runtime:
         if exp is None:
             exp = await self.experiments.get(experiment_id)
             if exp is not None:
-                self.serving.upsert(exp)
+                await self.serving.upsert(exp)
         return exp
 
     async def send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

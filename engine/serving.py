@@ -7,6 +7,7 @@ off the hot path). ``decide`` itself is pure CPU: no Redis, no model load.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from typing import Any
 from engine.allocators import make_allocator, restore_allocator
 from engine.metrics import Sensor
 from engine.store import ExperimentStore, PolicyStore
+from engine.store.policies import StoredPolicy
 from engine.types import Allocator, DecisionContext
 from schemas import Decision, DecisionLog, DecisionRequest, Experiment
 
@@ -60,6 +62,12 @@ def align_variants(allocator: Allocator, experiment: Experiment) -> Allocator:
     return allocator
 
 
+def realigned(allocator: Allocator, experiment: Experiment) -> Allocator:
+    """A copy of a serving allocator with the experiment's new variants (the original keeps serving
+    while the copy is built in a thread, then replaces it)."""
+    return align_variants(restore_allocator(allocator.snapshot()), experiment)
+
+
 class ServingState:
     """Experiments and serving policies of one worker."""
 
@@ -86,28 +94,32 @@ class ServingState:
             current = self.allocators.get(exp_id)
             if current is not None and self._policy_versions.get(exp_id) == version:
                 if len(current.variant_ids) != len(experiment.variants):
-                    align_variants(current, experiment)
+                    self.allocators[exp_id] = await asyncio.to_thread(realigned, current, experiment)
                 continue
             stored = await self.policy_store.load(exp_id) if version else None
             try:
-                allocator = (
-                    restore_allocator(stored.snapshot, seed=self.seed)
-                    if stored
-                    else fresh_allocator(experiment)
-                )
-                self.allocators[exp_id] = align_variants(allocator, experiment)
+                # building may embed variant texts (model load on first use): never on the event loop
+                allocator = await asyncio.to_thread(self._build, experiment, stored)
+                self.allocators[exp_id] = allocator
                 self._policy_versions[exp_id] = version
                 self.sensor.on_policy(exp_id, allocator.version, allocator.summary())
             except Exception:  # one broken snapshot must not stop serving the others
                 log.exception("could not load the policy of %s", exp_id)
 
-    def upsert(self, experiment: Experiment) -> None:
-        """Make an experiment this worker just wrote servable at once."""
+    def _build(self, experiment: Experiment, stored: StoredPolicy | None) -> Allocator:
+        allocator = (
+            restore_allocator(stored.snapshot, seed=self.seed) if stored else fresh_allocator(experiment)
+        )
+        return align_variants(allocator, experiment)
+
+    async def upsert(self, experiment: Experiment, allocator: Allocator | None = None) -> None:
+        """Make an experiment this worker just wrote servable at once (allocators built off the loop)."""
         self.experiments[experiment.id] = experiment
-        if experiment.id not in self.allocators:
-            self.allocators[experiment.id] = fresh_allocator(experiment)
-        else:
-            align_variants(self.allocators[experiment.id], experiment)
+        current = self.allocators.get(experiment.id)
+        if current is None:
+            self.allocators[experiment.id] = allocator or await asyncio.to_thread(fresh_allocator, experiment)
+        elif len(current.variant_ids) != len(experiment.variants):
+            self.allocators[experiment.id] = await asyncio.to_thread(realigned, current, experiment)
 
     def get(self, experiment_id: str) -> Experiment:
         try:

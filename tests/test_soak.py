@@ -62,7 +62,11 @@ def test_soak_steady_load(tmp_path: Path) -> None:
             return sent, gen.stats.distinct_events, gen.stats.errors
 
         decisions, distinct, stats_errors = asyncio.run(drive())
-        body = wait_for(lambda: (s := status(w.url, "soak")) and applied(s) >= distinct and s, timeout=180)
+        try:
+            body = wait_for(lambda: (s := status(w.url, "soak")) and applied(s) >= distinct and s, timeout=600)
+        except AssertionError:
+            final = status(w.url, "soak")
+            raise AssertionError(f"sent {distinct} distinct events, ledger {final['ledger']}") from None
         assert applied(body) == distinct
         warm = [m for t, m in samples if t >= 0.2 * seconds]
         growth = warm[-1] - warm[0]

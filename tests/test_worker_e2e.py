@@ -294,3 +294,40 @@ def test_killed_worker_loses_and_double_counts_nothing(cluster: Cluster) -> None
         )
     )
     assert again == policy
+
+
+def test_actor_critic_learns_from_the_stream_and_writes_user_memory(cluster: Cluster) -> None:
+    import redis
+
+    wa, wb = cluster.workers[:2]
+    wa.wait_ready(partitions=False)  # the previous test restarted it
+    spec = {
+        "id": "ac-e2e",
+        "allocator": "actor_critic",
+        "attribution_window_s": 15,
+        "variants": [
+            {"id": "a", "text": "Winter boots for men"},
+            {"id": "b", "text": "Summer dresses on sale"},
+        ],
+    }
+    r = httpx.post(f"{wa.url}/v1/experiments", json=spec, timeout=120)
+    assert r.status_code == 201, r.text
+    # the first actor-critic a worker meets loads the sentence encoder (in a thread): allow for it
+    wait_for(lambda: httpx.get(f"{wb.url}/v1/experiments/ac-e2e", timeout=120).status_code == 200)
+    decisions = [decide((wa, wb)[i % 2].url, "ac-e2e", f"user{i % 8}") for i in range(40)]
+    events = [event("impression", d) for d in decisions]
+    events += [event("click", d) for d in decisions if d["variant_id"] == "b"]
+    topic = {"impression": "impressions", "click": "clicks"}
+    asyncio.run(
+        produce(
+            cluster.kafka.bootstrap_servers, [(topic[e["type"]], "ac-e2e", orjson.dumps(e)) for e in events]
+        )
+    )
+    wait_for(lambda: applied(status(wa.url, "ac-e2e")) == len(events), timeout=90)
+    # the owner learns (clicks at once, non-clicks when the 15 s window closes) and publishes a snapshot
+    body = wait_for(lambda: (s := status(wb.url, "ac-e2e"))["policy"]["version"] > 0 and s, timeout=60)
+    assert body["policy"]["allocator"] == "actor_critic"
+    client = redis.Redis.from_url(cluster.redis.url)
+    keys = wait_for(lambda: client.keys("abe:{ac-e2e}:mem:*"), timeout=30)
+    assert {k.decode().rsplit(":", 1)[1] for k in keys} <= {f"user{i}" for i in range(8)}
+    assert all(client.ttl(k) > 0 for k in keys)  # bounded in time
