@@ -345,12 +345,47 @@ async def insights(request: web.Request) -> web.Response:
     if summary and all(summary.get(v, {}).get("trials", 0) > 0 for v in exp.variant_ids):
         observed = {v: summary[v]["click_rate"] for v in exp.variant_ids}
     body = await ranker_call(runtime, "insights", _variants(exp), observed)
+    from engine.ranker.language import render_insights
+
+    body["sentences"] = render_insights(body)  # the template rendering of the same facts
+    if request.query.get("llm", "").lower() in ("1", "true", "yes"):
+        body["written"] = await _llm_write(runtime, "insights", body)
     return json_response({"observed": observed is not None, **body})
 
 
+async def _llm_write(
+    runtime: Runtime, kind: str, facts: dict[str, Any], variants: list[str] | None = None
+) -> Any:
+    """Insight/opportunity sentences written by the LLM backend with grounded prompts and a
+    self-reflection pass (engine/ranker/language.py); a backend of its own, in a thread."""
+    from engine.generation.sync import GenerationNotAvailable, configured_adapter
+    from engine.ranker.language import GroundedWriter
+
+    def write() -> Any:
+        writer = GroundedWriter(configured_adapter(f"ranker_{kind}"), candidates=2)
+        return writer.insights(facts) if kind == "insights" else writer.opportunities(facts, variants or [])
+
+    try:  # a local model writes ~2 candidates + a reflection per fact: allow it minutes, not forever
+        return await asyncio.wait_for(asyncio.to_thread(write), timeout=180.0)
+    except (GenerationNotAvailable, TimeoutError) as exc:
+        raise ApiError(
+            503,
+            "generation_unavailable",
+            f"could not write with the LLM: {exc!r}",
+            [{"field": "llm", "message": "the generation backend is unavailable"}],
+        ) from None
+
+
 async def opportunities(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
     exp = await load_experiment(request)
-    return json_response(await ranker_call(request.app[RUNTIME], "opportunities", _variants(exp)))
+    body = await ranker_call(runtime, "opportunities", _variants(exp))
+    from engine.ranker.language import render_opportunities
+
+    body["sentences"] = render_opportunities(body)
+    if request.query.get("llm", "").lower() in ("1", "true", "yes"):
+        body["written"] = await _llm_write(runtime, "opportunities", body, [v.text for v in exp.variants])
+    return json_response(body)
 
 
 # --- decisions and events -------------------------------------------------------------------------

@@ -66,3 +66,31 @@ def test_warm_start_seeds_thompson_with_ranker_prior(api: str) -> None:
     policy = httpx.get(f"{api}/v1/experiments/warm", timeout=30).json()["policy"]["variants"]
     best = ranking[0]["variant_id"]
     assert policy[best]["posterior_mean"] == max(v["posterior_mean"] for v in policy.values())
+
+
+async def test_insights_written_by_the_llm_backend(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.generation_openai_server import OpenAIServer
+
+    async with OpenAIServer() as sidecar:
+        monkeypatch.setenv("ABENGINE_GEN_BACKEND", "vllm")
+        monkeypatch.setenv("ABENGINE_GEN_VLLM_BASE_URL", sidecar.url)
+        async with httpx.AsyncClient(timeout=120) as http:
+            body = (await http.get(f"{api}/v1/experiments/hl/insights", params={"llm": "1"})).json()
+    assert len(body["written"]) == len(body["sentences"]) == len(body["drivers"])
+    for item in body["written"]:
+        # each sentence is the LLM's when it passed the rubric and its own reflection, else the template
+        assert item["source"] in ("llm", "template") and item["text"]
+        if item["source"] == "template":
+            assert item["text"] in body["sentences"] and item["rejected"]
+    assert sidecar.completion_calls > 0
+
+
+async def test_llm_writing_unavailable_is_a_503(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.services.embedded import free_port
+
+    monkeypatch.setenv("ABENGINE_GEN_BACKEND", "vllm")
+    monkeypatch.setenv("ABENGINE_GEN_VLLM_BASE_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("ABENGINE_GEN_VLLM_RETRIES", "0")
+    async with httpx.AsyncClient(timeout=120) as http:
+        r = await http.get(f"{api}/v1/experiments/hl/opportunities", params={"llm": "1"})
+    assert r.status_code == 503 and r.json()["error"]["fields"][0]["field"] == "llm"

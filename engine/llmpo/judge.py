@@ -10,7 +10,6 @@ before the verdict is returned. Any backend with
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,6 +17,9 @@ from importlib.resources import files
 from typing import Any, Literal, Protocol
 
 import numpy as np
+
+from engine.generation.sync import GenerationNotAvailable as GenerationNotAvailable  # re-exported
+from engine.generation.sync import configured_adapter
 
 Verdict = Literal["a", "b", "tie"]
 
@@ -101,51 +103,14 @@ class LLMJudge:
         return verdict
 
 
-class GenerationNotAvailable(RuntimeError):
-    """The generation package (the real LLM backends) cannot be imported or built."""
-
-
-@dataclass
-class _GenerationAdapter:
-    """Sync ``complete(str, ...) -> str`` over an async :class:`engine.generation` backend."""
-
-    backend: Any
-
-    def complete(self, prompt: str, *, max_tokens: int, temperature: float, seed: int | None) -> str:
-        from engine.generation.backends.base import Sampling
-        from engine.generation.templates import ChatMessage, RenderedPrompt
-
-        rendered = RenderedPrompt(
-            template_version="llmpo_judge",
-            messages=(ChatMessage(role="user", content=prompt),),
-            schema={
-                "type": "object",
-                "properties": {"choice": {"enum": ["A", "B", "TIE"]}},
-                "required": ["choice"],
-            },
-            k=1,
-        )
-        from engine.generation.backends.base import BackendError
-
-        sampling = Sampling(temperature=temperature, max_tokens=max(max_tokens, 16))
-        try:
-            out = asyncio.run(self.backend.complete(rendered, n=1, seed=seed or 0, sampling=sampling))
-        except BackendError as exc:
-            raise GenerationNotAvailable(f"the generation backend failed: {exc}") from exc
-        return out[0] if out else ""
+#: The judge asks for a JSON verdict where the backend can guide its output.
+VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {"choice": {"enum": ["A", "B", "TIE"]}},
+    "required": ["choice"],
+}
 
 
 def generation_backend() -> CompletionBackend:
     """The configured generation backend (ABENGINE_GEN_* settings) behind the judge's interface."""
-    try:
-        from engine.generation.config import GenerationSettings
-        from engine.generation.service import build_backend
-    except ImportError as exc:
-        raise GenerationNotAvailable(
-            f"the LLM generation backend (engine.generation) is not importable: {exc}. "
-            "Install the generation extras or run with a backend that has them."
-        ) from exc
-    try:
-        return _GenerationAdapter(build_backend(GenerationSettings()))
-    except (FileNotFoundError, ValueError) as exc:
-        raise GenerationNotAvailable(f"could not build the generation backend: {exc}") from exc
+    return configured_adapter("llmpo_judge", VERDICT_SCHEMA)
