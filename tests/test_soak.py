@@ -63,7 +63,9 @@ def test_soak_steady_load(tmp_path: Path) -> None:
 
         decisions, distinct, stats_errors = asyncio.run(drive())
         try:
-            body = wait_for(lambda: (s := status(w.url, "soak")) and applied(s) >= distinct and s, timeout=600)
+            body = wait_for(
+                lambda: (s := status(w.url, "soak")) and applied(s) >= distinct and s, timeout=600
+            )
         except AssertionError:
             final = status(w.url, "soak")
             raise AssertionError(f"sent {distinct} distinct events, ledger {final['ledger']}") from None
