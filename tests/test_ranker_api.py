@@ -48,10 +48,15 @@ def test_ranking_is_relative_and_covers_every_variant(api: str) -> None:
 
 def test_insights_and_opportunities_name_attributes(api: str) -> None:
     ins = httpx.get(f"{api}/v1/experiments/hl/insights", timeout=30).json()
-    assert ins["observed"] is False  # no traffic yet: predicted scores decide best and worst
-    assert (ins and "text" in str(ins).lower()) or ins  # non-empty structured body
+    assert ins["observed"] is False and ins["basis"] == "predicted_score"  # no traffic yet
+    ids = {v["id"] for v in VARIANTS}
+    assert ins["best"]["variant_id"] in ids and ins["worst"]["variant_id"] in ids
+    assert ins["best"]["variant_id"] != ins["worst"]["variant_id"]
+    assert len(ins["sentences"]) == len(ins["drivers"])
+    for driver in ins["drivers"]:  # each driver names a lexicon attribute
+        assert driver["attribute"] and driver["description"]
     opp = httpx.get(f"{api}/v1/experiments/hl/opportunities", timeout=30).json()
-    assert opp
+    assert "opportunities" in opp and len(opp["sentences"]) == len(opp["opportunities"])
     r = httpx.get(f"{api}/v1/experiments/missing/insights", timeout=30)
     assert r.status_code == 404
 
