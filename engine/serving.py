@@ -84,23 +84,30 @@ class ServingState:
         self._policy_versions: dict[str, int] = {}
 
     async def refresh(self) -> None:
-        """Reload experiments and policies that changed (one or two Redis round trips when idle)."""
+        """Reload experiments and policies that changed (one or two Redis round trips when idle).
+
+        An experiment is published to ``self.experiments`` only together with a servable
+        allocator, so a decide never sees an experiment whose policy is still being built.
+        """
         rev = await self.store.revision()
+        latest = self.experiments
         if rev != self._rev:
-            self._rev, self.experiments = await self.store.load_all()
+            self._rev, latest = await self.store.load_all()
         versions = await self.policy_store.versions()
-        for exp_id, experiment in self.experiments.items():
+        for exp_id, experiment in list(latest.items()):
             version = versions.get(exp_id, 0)
             current = self.allocators.get(exp_id)
-            if current is not None and self._policy_versions.get(exp_id) == version:
-                if len(current.variant_ids) != len(experiment.variants):
-                    self.allocators[exp_id] = await asyncio.to_thread(realigned, current, experiment)
-                continue
-            stored = await self.policy_store.load(exp_id) if version else None
             try:
+                if current is not None and self._policy_versions.get(exp_id) == version:
+                    if len(current.variant_ids) != len(experiment.variants):
+                        self.allocators[exp_id] = await asyncio.to_thread(realigned, current, experiment)
+                    self.experiments[exp_id] = experiment
+                    continue
+                stored = await self.policy_store.load(exp_id) if version else None
                 # building may embed variant texts (model load on first use): never on the event loop
                 allocator = await asyncio.to_thread(self._build, experiment, stored)
                 self.allocators[exp_id] = allocator
+                self.experiments[exp_id] = experiment
                 self._policy_versions[exp_id] = version
                 self.sensor.on_policy(exp_id, allocator.version, allocator.summary())
             except Exception:  # one broken snapshot must not stop serving the others
@@ -113,13 +120,14 @@ class ServingState:
         return align_variants(allocator, experiment)
 
     async def upsert(self, experiment: Experiment, allocator: Allocator | None = None) -> None:
-        """Make an experiment this worker just wrote servable at once (allocators built off the loop)."""
-        self.experiments[experiment.id] = experiment
+        """Make an experiment this worker just wrote servable at once (allocators built off the loop;
+        the experiment is published with its allocator, never before)."""
         current = self.allocators.get(experiment.id)
         if current is None:
             self.allocators[experiment.id] = allocator or await asyncio.to_thread(fresh_allocator, experiment)
         elif len(current.variant_ids) != len(experiment.variants):
             self.allocators[experiment.id] = await asyncio.to_thread(realigned, current, experiment)
+        self.experiments[experiment.id] = experiment
 
     def get(self, experiment_id: str) -> Experiment:
         try:
@@ -137,7 +145,9 @@ class ServingState:
         experiment = self.get(experiment_id)
         if experiment.status != "running":
             raise ExperimentNotRunning(experiment_id)
-        allocator = self.allocators[experiment_id]
+        allocator = self.allocators.get(experiment_id)
+        if allocator is None:  # published experiments always have one; be safe, never a 500
+            raise ExperimentNotFound(experiment_id)
         ctx = DecisionContext(
             experiment_id=experiment_id,
             user_id=request.user_id,
