@@ -98,3 +98,11 @@ def test_rewards_for_unknown_variants_are_ignored_and_new_variants_cold_start() 
 def test_choice_rejects_zero_propensity() -> None:
     with pytest.raises(ValueError):
         Choice("a", 0.0)
+
+
+@pytest.mark.parametrize("name", ["classical_ab", "linucb", "lin_ts", "reinforce", "actor_critic"])
+def test_experiment_attribution_window_reaches_perceiving_allocators(name: str) -> None:
+    options = {"variant_texts": {"a": "Save today", "b": "Join us"}, "attribution_window_s": 60.0}
+    alloc = make_allocator(name, ["a", "b"], {}, seed=1, engine_options=options)
+    assert alloc.attribution_window == 60.0  # type: ignore[attr-defined]
+    assert restore_allocator(alloc.snapshot()).attribution_window == 60.0  # type: ignore[attr-defined]

@@ -139,6 +139,7 @@ class ActorCriticAllocator(PerceivingAllocator):
         variant_embeddings: Mapping[str, np.ndarray] | None = None,
         embedder: TextEmbedder | None = None,
         conversion_weight: float | None = None,
+        attribution_window_s: float | None = None,
         extra_encoders: Sequence[Encoder] = (),
     ) -> None:
         if isinstance(config, Mapping):
@@ -146,6 +147,8 @@ class ActorCriticAllocator(PerceivingAllocator):
         cfg = config or ActorCriticConfig()
         if conversion_weight is not None:
             cfg = cfg.model_copy(update={"conversion_weight": float(conversion_weight)})
+        if attribution_window_s is not None:  # the experiment's window (engine option) wins
+            cfg = cfg.model_copy(update={"attribution_window": float(attribution_window_s)})
         self.config = cfg
         if isinstance(schema, Mapping):
             schema = FeatureSchema.from_dict(schema)
@@ -161,7 +164,7 @@ class ActorCriticAllocator(PerceivingAllocator):
             schema=schema,
             embedder=embedder,
             conversion_weight=cfg.conversion_weight,
-            attribution_window=cfg.attribution_window,
+            attribution_window_s=cfg.attribution_window,
             extra_encoders=extra_encoders,
         )
         torch.manual_seed(seed or 0)

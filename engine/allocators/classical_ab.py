@@ -58,7 +58,7 @@ class ClassicalABAllocator(PerceivingAllocator):
         min_detectable_lift: float = 0.15,
         schema: FeatureSchema | None = None,
         conversion_weight: float = 0.0,
-        attribution_window: float = 86400.0,
+        attribution_window_s: float = 86400.0,
     ) -> None:
         if n_explore is None:
             n_explore = power_sample_size(baseline_rate, min_detectable_lift)
@@ -69,7 +69,7 @@ class ClassicalABAllocator(PerceivingAllocator):
             seed=seed,
             schema=schema,
             conversion_weight=conversion_weight,
-            attribution_window=attribution_window,
+            attribution_window_s=attribution_window_s,
         )
         self.n_explore = n_explore
         self.n = np.zeros(len(variant_ids))

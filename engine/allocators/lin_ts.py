@@ -32,7 +32,7 @@ class LinTSAllocator(PerceivingAllocator):
         propensity_draws: int = 0,
         schema: FeatureSchema | None = None,
         conversion_weight: float = 0.0,
-        attribution_window: float = 86400.0,
+        attribution_window_s: float = 86400.0,
     ) -> None:
         if v <= 0 or l2 <= 0:
             raise ValueError("v and l2 must be > 0")
@@ -41,7 +41,7 @@ class LinTSAllocator(PerceivingAllocator):
             seed=seed,
             schema=schema,
             conversion_weight=conversion_weight,
-            attribution_window=attribution_window,
+            attribution_window_s=attribution_window_s,
         )
         self.v = v
         self.propensity_draws = propensity_draws

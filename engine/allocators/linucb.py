@@ -74,7 +74,7 @@ class LinUCBAllocator(PerceivingAllocator):
         l2: float = 1.0,
         schema: FeatureSchema | None = None,
         conversion_weight: float = 0.0,
-        attribution_window: float = 86400.0,
+        attribution_window_s: float = 86400.0,
     ) -> None:
         if alpha < 0 or l2 <= 0:
             raise ValueError("alpha must be >= 0 and l2 > 0")
@@ -83,7 +83,7 @@ class LinUCBAllocator(PerceivingAllocator):
             seed=seed,
             schema=schema,
             conversion_weight=conversion_weight,
-            attribution_window=attribution_window,
+            attribution_window_s=attribution_window_s,
         )
         self.alpha = alpha
         self.ridge = RidgeArms(len(variant_ids), self.state_dim + 1, l2)

@@ -33,7 +33,7 @@ class ReinforceAllocator(PerceivingAllocator):
         baseline_rate: float = 0.01,
         schema: FeatureSchema | None = None,
         conversion_weight: float = 0.0,
-        attribution_window: float = 86400.0,
+        attribution_window_s: float = 86400.0,
     ) -> None:
         if lr <= 0 or not 0 <= min_prob * len(variant_ids) <= 1:
             raise ValueError("lr must be > 0 and min_prob x variants <= 1")
@@ -42,7 +42,7 @@ class ReinforceAllocator(PerceivingAllocator):
             seed=seed,
             schema=schema,
             conversion_weight=conversion_weight,
-            attribution_window=attribution_window,
+            attribution_window_s=attribution_window_s,
         )
         self.lr, self.min_prob, self.clip_rho, self.baseline_rate = lr, min_prob, clip_rho, baseline_rate
         self.theta = np.zeros((len(variant_ids), self.state_dim + 1))

@@ -39,7 +39,7 @@ class PerceivingAllocator(Allocator):
         schema: FeatureSchema | None = None,
         embedder: TextEmbedder | None = None,
         conversion_weight: float = 0.0,
-        attribution_window: float = 86400.0,
+        attribution_window_s: float = 86400.0,
         extra_encoders: Sequence[Encoder] = (),
     ) -> None:
         super().__init__(variant_ids, seed=seed)
@@ -47,11 +47,11 @@ class PerceivingAllocator(Allocator):
         self.schema = schema or FeatureSchema()
         self.embedder = embedder
         self.conversion_weight = conversion_weight
-        self.attribution_window = attribution_window
+        self.attribution_window = attribution_window_s
         self.portrait = PortraitEncoder(self.schema)
         self.context = ContextTextEncoder(embedder, seed=seed or 0)
         self.builder = StateBuilder([self.portrait, self.context, *self._memory_encoders(), *extra_encoders])
-        self.ledger = RewardLedger(conversion_weight, attribution_window)
+        self.ledger = RewardLedger(conversion_weight, attribution_window_s)
         self.ignored_foreign_rewards = 0
         self.ignored_unknown_variant = 0
 
@@ -211,5 +211,5 @@ class PerceivingAllocator(Allocator):
         return {
             "schema": FeatureSchema.from_dict(snap["schema"]),
             "conversion_weight": float(snap["conversion_weight"]),
-            "attribution_window": float(snap["attribution_window"]),
+            "attribution_window_s": float(snap["attribution_window"]),
         }
