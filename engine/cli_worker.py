@@ -34,7 +34,6 @@ def run_worker(settings: Settings) -> None:
     import asyncio
 
     import uvloop
-    from faust.worker import Worker
 
     from consumers.app import create_app
     from engine.runtime import Runtime
@@ -54,9 +53,23 @@ def run_worker(settings: Settings) -> None:
             embedded_kafka=ep.embedded_kafka,
         )
         app = create_app(runtime)
-        worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+        worker = make_worker(app, settings.log_level)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
             if exc.code not in (0, None):
                 raise
+
+
+def make_worker(app: object, log_level: str) -> object:
+    """faust's Worker, without its terminal spinner.
+
+    The spinner's log handler lowers the root logger to DEBUG, so every library's debug call (aiokafka
+    logs one per produced record) builds a LogRecord on the hot path: ~8% of a decide's CPU, measured
+    with py-spy. Without it the root logger keeps ``log_level``.
+    """
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=log_level, quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    return worker

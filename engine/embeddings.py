@@ -80,5 +80,9 @@ class Embedder:
 
 @cache
 def default_embedder() -> Embedder:
-    """The process-wide embedder (loaded on first use)."""
-    return Embedder()
+    """The process-wide embedder (loaded on first use; its heap is then frozen, see engine.heap)."""
+    from engine.heap import settle_heap
+
+    embedder = Embedder()
+    settle_heap("loading the sentence encoder")
+    return embedder

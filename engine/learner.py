@@ -104,11 +104,16 @@ class LearnerPool:
             learner = Learner(experiment_id, allocator, cursor=stored.cursor, saved_cursor=stored.cursor)
         else:  # building may embed variant texts: off the event loop
             learner = Learner(experiment_id, await asyncio.to_thread(fresh_allocator, experiment))
-        await learner.catch_up(self.ledger)
+        replayed = await learner.catch_up(self.ledger)
         self.learners[experiment_id] = learner
         log.info(
             "learning %s from cursor %s (%d rewards replayed)", experiment_id, learner.cursor, learner.applied
         )
+        if replayed and self.after_learning is not None:
+            # what was learned in the replay has side effects too (user memories): a learner that meets its
+            # experiment's rewards only through this first catch-up must not drop them. After a restart the
+            # previous owner may have written some of them already: user memory is at-least-once.
+            await self.after_learning(experiment_id, learner.allocator)
         return learner
 
     async def learn(self, experiment_ids: Iterable[str], partition: int | None = None) -> None:

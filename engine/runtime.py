@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from consumers.ingest import Ingestor
 from engine.config import Settings
+from engine.heap import settle_heap
 from engine.learner import LearnerPool
 from engine.metrics import PrometheusSensor
 from engine.serving import ServingState
@@ -92,6 +93,7 @@ class Runtime:
         self._tasks = [asyncio.create_task(self._loop(), name="abengine-refresh")]
         if self.settings.ranker_enabled:
             self._tasks.append(asyncio.create_task(self._load_ranker(), name="abengine-ranker"))
+        settle_heap("start-up")  # faust, aiokafka and the experiments' allocators are loaded by now
         self.started.set()
         log.info("worker %s ready", self.worker_id)
 
@@ -151,6 +153,7 @@ class Runtime:
             ranker = await asyncio.to_thread(RankerService.load)
             await asyncio.to_thread(ranker.rank, [("warm-up", "Warm up the encoder")])
             self.ranker = ranker
+            await asyncio.to_thread(settle_heap, "loading the content ranker")
             log.info("content ranker %s loaded", ranker.model_version)
         except Exception:  # serving never depends on it: its endpoints answer 503 instead
             log.exception("content ranker unavailable")
@@ -169,16 +172,14 @@ class Runtime:
         return store
 
     async def read_memory(self, experiment_id: str, user_id: str) -> Any:
-        """The user's memory for the decide path: one pipelined read under a short time limit;
-        None (served without memory, counted as degraded) when Redis is slow or down."""
+        """The user's memory for the decide path: a read coalesced with concurrent decisions' reads under a
+        short time limit; None (served without memory, counted as degraded) when Redis is slow or down."""
         allocator = self.serving.allocators.get(experiment_id)
         width = getattr(allocator, "rec_width", None)
         if width is None or not getattr(getattr(allocator, "config", None), "use_memory", False):
             return None
-        store = self.memory_store(experiment_id, width)
-        before = store.degraded_reads
-        memory = (await store.get_many([user_id]))[user_id]
-        if store.degraded_reads != before:
+        memory, degraded = await self.memory_store(experiment_id, width).get(user_id)
+        if degraded:
             self.sensor.on_degraded_decision(experiment_id)
         return memory
 

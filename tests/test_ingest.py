@@ -30,6 +30,7 @@ class Worker:
 
     def __init__(self, client: aioredis.Redis) -> None:
         keys = Keys()
+        self.learned: list[tuple[str, int]] = []  # (experiment, allocator version) per after-learning call
         self.sensor = PrometheusSensor()
         self.ledger = RewardLedger(client, keys, stream_maxlen=100_000, grace_s=0.2)
         self.policies = PolicyStore(client, keys)
@@ -39,12 +40,16 @@ class Worker:
             lambda e: EXP if e == "x" else None,
             self.sensor,
             snapshot_interval_s=0.0,
+            after_learning=self.after_learning,
         )
         self.dead: list[DeadLetter] = []
         self.ingestor = Ingestor(self.ledger, self.learners, self.lookup, self.sink, self.sensor)
 
     async def lookup(self, exp_id: str) -> Experiment | None:
         return EXP if exp_id == "x" else None
+
+    async def after_learning(self, exp_id: str, allocator: object) -> None:
+        self.learned.append((exp_id, allocator.version))  # type: ignore[attr-defined]
 
     async def sink(self, letters: Sequence[DeadLetter]) -> None:
         self.dead.extend(letters)
@@ -159,3 +164,14 @@ async def test_stale_owner_cannot_overwrite_a_newer_snapshot(client: aioredis.Re
     old.learners.learners["x"].saved_cursor = ""  # make the old copy look dirty
     assert await old.learners.flush(force=True) == 0  # fenced: its cursor is behind
     assert "x" not in old.learners.learners
+
+
+async def test_the_first_rewards_a_learner_meets_run_the_after_learning_hook(client: aioredis.Redis) -> None:
+    # a learner is created when its experiment's first rewards arrive and learns them in its first catch-up
+    # (the replay a new owner also does after a partition move): their side effects (the actor-critic's user
+    # memories) must happen then too, not wait for rewards that may never come
+    w = Worker(client)
+    await w.ingestor.ingest_decisions([decision_rec(i, "a", i) for i in range(3)])
+    await w.ingestor.ingest_events([event_rec("impression", f"i{i}", f"d{i}", i) for i in range(3)])
+    assert w.learners.learners["x"].applied == 3
+    assert [e for e, _ in w.learned] == ["x"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -62,6 +63,31 @@ async def test_store_degraded_mode_never_blocks() -> None:
     assert not await store.put_many({"a": _recs(1, np.array([1.0, 0.0]), 1.0)})
     assert store.failed_writes == 1
     assert time.perf_counter() - t0 < 2.0
+    await store.aclose()
+
+
+async def test_concurrent_reads_coalesce_into_few_round_trips(redis_url: str) -> None:
+    store = UserMemoryStore(redis_url, width=4, max_len=5, ttl_s=100, timeout_s=0.5)
+    e = np.array([1.0, 0.0])
+    assert await store.put_many({f"u{i}": _recs(i + 1, e, 1.0) for i in range(10)})
+    before = store.reads
+    got = await asyncio.gather(*[store.get(f"u{i % 12}") for i in range(64)])
+    # each decision gets its own user's memory (u10, u11 have none), none degraded
+    assert [len(m) if m is not None else 0 for m, _ in got] == [
+        min(i % 12 + 1, 5) if i % 12 < 10 else 0 for i in range(64)
+    ]
+    assert not any(degraded for _, degraded in got)
+    assert store.reads - before <= 2  # one round for the first caller, one for everyone who queued behind it
+    await store.aclose()
+
+
+async def test_coalesced_read_degrades_within_its_time_limit() -> None:
+    store = UserMemoryStore("redis://127.0.0.1:1", width=4, timeout_s=0.05)
+    t0 = time.perf_counter()
+    got = await asyncio.gather(*[store.get(f"u{i}") for i in range(20)])
+    assert got == [(None, True)] * 20
+    assert time.perf_counter() - t0 < 1.0
+    assert store.degraded_reads >= 1
     await store.aclose()
 
 

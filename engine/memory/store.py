@@ -4,6 +4,11 @@ Each user's memory is a Redis list ``<prefix>:<user_id>`` of float32 records (se
 trimmed to the last ``max_len`` and expiring ``ttl_s`` after the last write. Reads run under a short timeout:
 if Redis is slow or down, :meth:`UserMemoryStore.get_many` returns ``None`` for every user (the decision is
 served from the state without memory) and counts it in ``degraded_reads``; nothing raises, nothing blocks.
+
+The decide path reads one user at a time through :meth:`UserMemoryStore.get`, which coalesces the reads of
+concurrent requests: while one pipeline is in flight, the users asked for meanwhile wait for the next one, so
+under load one round trip serves many decisions (measured here: ~12 µs per read in a pipeline of 32 against
+~41-51 µs for 32 concurrent single reads) and at low load a read goes out at once.
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ import numpy as np
 from engine.memory.model import MemoryView
 
 log = logging.getLogger(__name__)
+
+
+class _Degraded(Exception):
+    """The coalesced read this waiter was part of failed (already counted once for the batch)."""
 
 
 class UserMemoryStore:
@@ -49,23 +58,72 @@ class UserMemoryStore:
         self.degraded_reads = 0
         self.failed_writes = 0
         self.reads = 0
+        #: users waiting for the next coalesced read, and whether a read is in flight
+        self._waiting: dict[str, list[asyncio.Future[MemoryView | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._warned_degraded = False
 
     def key(self, user_id: str) -> str:
         return f"{self.prefix}:{user_id}"
 
+    async def get(self, user_id: str) -> tuple[MemoryView | None, bool]:
+        """One user's memory for a decision, and whether the read degraded (Redis slow or down).
+
+        Waits at most ``timeout_s`` from the call, whatever the other readers do.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[MemoryView | None] = loop.create_future()
+        self._waiting.setdefault(user_id, []).append(fut)
+        if self._reader is None:
+            self._reader = loop.create_task(self._read_waiting())
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await fut, False  # a time-out cancels fut: the reader then skips it
+        except TimeoutError:
+            self.degraded_reads += 1
+            return None, True
+        except _Degraded:  # the round this read was in failed (counted once for the round)
+            return None, True
+
+    async def _read_waiting(self) -> None:
+        """Serve the waiting users with one pipeline per round, until nobody waits."""
+        try:
+            while self._waiting:
+                waiting, self._waiting = self._waiting, {}
+                got = await self._read(list(waiting))
+                for u, futs in waiting.items():
+                    for f in futs:
+                        if f.done():
+                            continue
+                        if got is None:
+                            f.set_exception(_Degraded())
+                        else:
+                            f.set_result(got[u])
+        finally:
+            self._reader = None
+
     async def get_many(self, user_ids: Iterable[str]) -> dict[str, MemoryView | None]:
         """Each user's memory (None if empty/unknown, or for everyone in degraded mode); one round trip."""
         ids = list(user_ids)
+        got = await self._read(ids)
+        return dict.fromkeys(ids) if got is None else got
+
+    async def _read(self, ids: list[str]) -> dict[str, MemoryView | None] | None:
+        """One pipelined round trip under ``timeout_s``; None when it degraded (counted, warned once)."""
         self.reads += 1
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for u in ids:
-                    pipe.lrange(self.key(u), 0, -1)
-                raw = await asyncio.wait_for(pipe.execute(), timeout=self.timeout_s)
-        except (TimeoutError, OSError, ConnectionError, Exception) as e:
+            async with asyncio.timeout(self.timeout_s):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for u in ids:
+                        pipe.lrange(self.key(u), 0, -1)
+                    raw = await pipe.execute()
+        except Exception as e:  # slow, down or refusing: serve without memory, count it, never raise
             self.degraded_reads += 1
-            log.debug("memory read degraded: %s", e)
-            return dict.fromkeys(ids)
+            if not self._warned_degraded:  # once per outage, not per read (the metric counts reads)
+                log.warning("memory reads degraded (served without memory): %r", e)
+                self._warned_degraded = True
+            return None
+        self._warned_degraded = False
         out: dict[str, MemoryView | None] = {}
         for u, items in zip(ids, raw, strict=True):
             if not items:
