@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import closed_loop, open_loop, wrk_available, wrk_closed_loop  # noqa: E402
+from bench.procs import stop  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
 
 
@@ -135,10 +136,7 @@ def main() -> None:
                 if line.startswith("abengine_degraded_decisions_total")
             )
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(10)
+            stop(procs)
     print(
         f"{'target':32} {'mode':10} {'offered':>8} {'achieved':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
     )

@@ -29,6 +29,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import stop  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
 from engine.store import Keys  # noqa: E402
@@ -144,8 +145,7 @@ def run_worker(
             time.sleep(0.05)
         return (expected - n_first) / (time.perf_counter() - t_first)  # type: ignore[operator]
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop([proc])
 
 
 def main() -> None:

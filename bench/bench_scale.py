@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/bench_scale.py [--decisions 20000] [--workers 1,2,3]
 
-For each worker count: a fresh consumer group over the same backlog (decisions, impressions, clicks
-on 8 partitions, 8 experiments, a fresh Redis ledger), N `abengine worker` processes started
-together; reports (a) rebalancing time: from the last worker's start until every partition is owned
-and the owners are disjoint, read from /readyz; (b) records/s from the first applied event to the
-last. Writes docs/results/bench_scale.json. Measures; asserts nothing.
+For each worker count: N `abengine worker` processes started together in a fresh consumer group on
+topics of their own (8 partitions, 8 experiments, a fresh Redis ledger); reports (a) rebalancing
+time: from the start until every partition is owned and the owners are disjoint, read from /readyz;
+(b) once the group is stable, a backlog (decisions, impressions, clicks) is produced and timed from
+the first applied event to the last: events/s and records/s of N workers in steady state.
+Writes docs/results/bench_scale.json. Measures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_ingest import fill  # noqa: E402
+from bench.procs import stop  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
 from engine.store import Keys  # noqa: E402
+from producers.kafka import ensure_topics  # noqa: E402
 from schemas import Experiment, ExperimentSpec  # noqa: E402
 
 PARTITIONS = 8
@@ -54,9 +57,14 @@ def applied(client: redis.Redis, exp_ids: list[str]) -> int:
     return total
 
 
-def run(n: int, kafka: str, redis_url: str, tmp: Path, events: int, exp_ids: list[str]) -> dict:
+def run(n: int, kafka: str, redis_url: str, tmp: Path, decisions: int, exp_ids: list[str]) -> dict:
+    """N workers on topics of their own: wait until the group owns every partition, then produce the
+    backlog and time its ingestion (so the rate is N workers' steady state, not one worker's while the
+    others are still starting)."""
     client = redis.Redis.from_url(redis_url)
     reset(client, exp_ids)
+    settings = Settings(topic_partitions=PARTITIONS, topic_prefix=f"scale{n}")
+    asyncio.run(ensure_topics(kafka, settings))
     ports = [free_port() for _ in range(n)]
     procs = []
     for i, port in enumerate(ports):
@@ -65,6 +73,7 @@ def run(n: int, kafka: str, redis_url: str, tmp: Path, events: int, exp_ids: lis
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "REDIS_URL": redis_url,
             "ABENGINE_CONSUMER_GROUP": f"scale-{n}",
+            "ABENGINE_TOPIC_PREFIX": settings.topic_prefix,
             "ABENGINE_HTTP_PORT": str(port),
             "ABENGINE_TOPIC_PARTITIONS": str(PARTITIONS),
             "ABENGINE_LOG_LEVEL": "warning",
@@ -78,23 +87,28 @@ def run(n: int, kafka: str, redis_url: str, tmp: Path, events: int, exp_ids: lis
             )
         )
     t_start = time.perf_counter()
-    rebalance = None
-    t_first = n_first = None
     try:
-        while True:
+        while True:  # (a) start until every partition is owned, by disjoint owners
+            owned = []
+            for port in ports:
+                try:
+                    owned.append(httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).json()["partitions"])
+                except (httpx.HTTPError, ValueError, KeyError):
+                    owned.append(None)
+            flat = [p for o in owned if o for p in o]
+            if all(o for o in owned) and sorted(flat) == list(range(PARTITIONS)):
+                rebalance = time.perf_counter() - t_start
+                break
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a worker died")
+            if time.perf_counter() - t_start > 300:
+                raise TimeoutError(f"{n} workers did not own every partition within 300 s: {owned}")
+            time.sleep(0.2)
+        sent = asyncio.run(fill(kafka, settings, exp_ids, decisions))
+        events = sent - decisions
+        t_first = n_first = None
+        while True:  # (b) records/s from the first applied event to the last
             now = time.perf_counter()
-            if rebalance is None:
-                owned = []
-                for port in ports:
-                    try:
-                        owned.append(
-                            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).json()["partitions"]
-                        )
-                    except (httpx.HTTPError, ValueError):
-                        owned.append(None)
-                flat = [p for o in owned if o for p in o]
-                if all(o for o in owned) and sorted(flat) == list(range(PARTITIONS)):
-                    rebalance = now - t_start
             done = applied(client, exp_ids)
             if done and t_first is None:
                 t_first, n_first = now, done
@@ -104,18 +118,15 @@ def run(n: int, kafka: str, redis_url: str, tmp: Path, events: int, exp_ids: lis
                 raise RuntimeError("a worker died")
             if now - t_start > 600:
                 raise TimeoutError("scale run took longer than 10 minutes")
-            time.sleep(0.05)
+            time.sleep(0.02)
         rate = (events - n_first) / (time.perf_counter() - t_first)  # type: ignore[operator]
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(20)
+        stop(procs)
     return {
         "workers": n,
         "events_per_s": round(rate),
-        "rebalance_s": round(rebalance or float("nan"), 2),
-        "start_to_all_partitions_owned_s": round(rebalance or float("nan"), 2),
+        "records_per_s": round(rate * sent / events),
+        "start_to_all_partitions_owned_s": round(rebalance, 2),
     }
 
 
@@ -129,12 +140,8 @@ def main() -> None:
     rows = []
     with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as red:
         exp_ids = [f"exp{i}" for i in range(8)]
-        sent = asyncio.run(
-            fill(kafka.bootstrap_servers, Settings(topic_partitions=PARTITIONS), exp_ids, args.decisions)
-        )
-        events = sent - args.decisions
         for n in (int(x) for x in args.workers.split(",")):
-            row = run(n, kafka.bootstrap_servers, red.url, tmp, events, exp_ids)
+            row = run(n, kafka.bootstrap_servers, red.url, tmp, args.decisions, exp_ids)
             rows.append(row)
             print(row, flush=True)
     base = rows[0]["events_per_s"]
@@ -144,7 +151,9 @@ def main() -> None:
             f"({r['events_per_s'] / base:.2f}x of 1), "
             f"all partitions owned {r['start_to_all_partitions_owned_s']} s after start"
         )
-    Path(args.out).write_text(json.dumps({"partitions": PARTITIONS, "records": sent, "rows": rows}, indent=2))
+    Path(args.out).write_text(
+        json.dumps({"partitions": PARTITIONS, "decisions": args.decisions, "rows": rows}, indent=2)
+    )
 
 
 if __name__ == "__main__":

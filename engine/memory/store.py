@@ -113,10 +113,13 @@ class UserMemoryStore:
         self.reads += 1
         try:
             async with asyncio.timeout(self.timeout_s):
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for u in ids:
-                        pipe.lrange(self.key(u), 0, -1)
-                    raw = await pipe.execute()
+                if len(ids) == 1:  # a pipeline of one costs ~20 µs more CPU in redis-py than the command
+                    raw = [await self.client.lrange(self.key(ids[0]), 0, -1)]
+                else:
+                    async with self.client.pipeline(transaction=False) as pipe:
+                        for u in ids:
+                            pipe.lrange(self.key(u), 0, -1)
+                        raw = await pipe.execute()
         except Exception as e:  # slow, down or refusing: serve without memory, count it, never raise
             self.degraded_reads += 1
             if not self._warned_degraded:  # once per outage, not per read (the metric counts reads)
