@@ -7,6 +7,7 @@ memory grows by at most 150 MB between the end of warm-up (first 20% of the run)
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -82,7 +83,9 @@ def test_soak_steady_load(tmp_path: Path) -> None:
             "rss_max_mb": round(max(m for _, m in samples), 1),
             "duplicates_ledger": sum(v for k, v in body["ledger"].items() if k.startswith("duplicate:")),
         }
-        (Path(os.environ.get("ABENGINE_SOAK_REPORT", tmp_path / "soak.json"))).write_text(str(report))
+        (Path(os.environ.get("ABENGINE_SOAK_REPORT", tmp_path / "soak.json"))).write_text(
+            json.dumps(report, indent=2)
+        )
         print("soak:", report)
         assert stats_errors == 0
         assert growth <= RSS_GROWTH_BOUND_MB, report
