@@ -45,7 +45,7 @@ test-fast: setup
 # wrk is the closed-loop generator of bench_decide (Debian package; the script falls back to Python without it)
 bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
-	command -v wrk >/dev/null || apt-get install -y -qq wrk || echo "wrk not installed: bench_decide uses Python"
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo "wrk not installed: bench_decide uses Python"
 	$(BIN)/python bench/bench_decide.py
 	$(BIN)/python bench/bench_ingest.py --decisions 30000
 	$(BIN)/python bench/bench_allocators.py
