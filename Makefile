@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo "wrk not installed: bench_decide uses Python"
 	$(BIN)/python bench/bench_decide.py
+	$(BIN)/python bench/bench_memory_reads.py
 	$(BIN)/python bench/bench_ingest.py --decisions 30000
 	$(BIN)/python bench/bench_allocators.py
 	$(BIN)/python bench/bench_peers.py

@@ -34,7 +34,6 @@ from bench.procs import stop  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
 from engine.store import Keys  # noqa: E402
-from producers.kafka import ensure_topics  # noqa: E402
 from schemas import Experiment, ExperimentSpec  # noqa: E402
 
 PARTITIONS = 8
@@ -63,8 +62,7 @@ def run(n: int, kafka: str, redis_url: str, tmp: Path, decisions: int, exp_ids: 
     others are still starting)."""
     client = redis.Redis.from_url(redis_url)
     reset(client, exp_ids)
-    settings = Settings(topic_partitions=PARTITIONS, topic_prefix=f"scale{n}")
-    asyncio.run(ensure_topics(kafka, settings))
+    settings = Settings(topic_partitions=PARTITIONS, topic_prefix=f"scale{n}")  # workers create the topics
     ports = [free_port() for _ in range(n)]
     procs = []
     for i, port in enumerate(ports):

@@ -4,8 +4,8 @@ Open loop: request i is *scheduled* at t0 + i/rate whatever happened before,
 and its latency counts from the scheduled time, so a slow server cannot hide
 its queueing (no coordinated omission). Closed loop: C connections send back to
 back, which measures saturated throughput; :func:`wrk_closed_loop` does it with wrk (native, so the
-generator is not the ceiling: a bare aiohttp endpoint reaches ~25,000 req/s under wrk here against
-~3,900 under the Python closed loop).
+generator is not the ceiling: a bare aiohttp endpoint reached 14,800-28,000 req/s under wrk in two runs
+here, against ~3,900 under the Python closed loop in the runs of 2026-11-22).
 """
 
 from __future__ import annotations
@@ -156,12 +156,13 @@ def wrk_available() -> bool:
 
 def wrk_closed_loop(url: str, seconds: float, connections: int = 32, core: int | None = 1) -> dict:
     """Saturated throughput with wrk (one thread, ``connections`` keep-alive connections), as a row."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
         f.write(WRK_SCRIPT)
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", f.name, url]
-    if core is not None:
-        cmd = ["taskset", "-c", str(core), *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        f.flush()
+        cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", f.name, url]
+        if core is not None:
+            cmd = ["taskset", "-c", str(core), *cmd]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     r = json.loads(next(line for line in out.splitlines() if line.startswith("WRK_JSON "))[9:])
     ok = r["requests"] - r["errors"]
     return {

@@ -1,10 +1,11 @@
 """Keep the cyclic garbage collector off the serving path.
 
 A worker holds a large, long-lived heap (faust, torch, the MiniLM encoder, the ranker): ~440,000 tracked
-objects, and one full collection of them takes ~200 ms here — a pause every decide in flight waits for, the
-p99 spike seen under load. After each big load we collect once and move the survivors to the permanent
-generation (:func:`gc.freeze`), so later collections scan only objects created since. Objects created before
-a freeze and dropped later are still freed by reference counting; only reference cycles among them would stay.
+objects, and one full collection of them takes 200-350 ms here (``bench/bench_memory_reads.py``) — a
+pause every decide in flight waits for, the p99 spike seen under load. After each big load we collect
+once and move the survivors to the permanent generation (:func:`gc.freeze`), so later collections scan
+only objects created since. Objects created before a freeze and dropped later are still freed by
+reference counting; only reference cycles among them would stay.
 """
 
 from __future__ import annotations

@@ -1,0 +1,101 @@
+"""Micro-benchmark behind two decide-path choices: coalesced memory reads and the frozen heap.
+
+    .venv/bin/python bench/bench_memory_reads.py [--reads 20000]
+
+1. CPU per user-memory read against an embedded Redis (redis-py asyncio + hiredis, uvloop): one
+   command, a pipeline of one, a pipeline of 32, and ``UserMemoryStore.get`` called by 32 concurrent
+   decisions (coalesced into shared pipelines). Why the decide path coalesces, and skips the
+   pipeline for a round of one.
+2. One full garbage collection before and after loading the sentence encoder and the content ranker,
+   and after ``engine.heap.settle_heap``. Why the worker freezes its heap.
+Measures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.memory.store import UserMemoryStore  # noqa: E402
+from engine.services.embedded import EmbeddedRedis  # noqa: E402
+
+
+async def reads(url: str, n: int) -> None:
+    store = UserMemoryStore(url, width=10, timeout_s=0.5)
+    client = store.client
+    await client.rpush(store.key("u1"), b"\0" * 40)
+
+    async def cpu_per(label: str, rounds: int, per_round: int, fn) -> None:  # type: ignore[no-untyped-def]
+        c = time.process_time()
+        for _ in range(rounds):
+            await fn()
+        us = (time.process_time() - c) / (rounds * per_round) * 1e6
+        print(f"{label:48} {us:7.1f} µs CPU per read")
+
+    async def pipe(k: int) -> None:
+        async with client.pipeline(transaction=False) as p:
+            for _ in range(k):
+                p.lrange(store.key("u1"), 0, -1)
+            await p.execute()
+
+    await cpu_per("one LRANGE command", n, 1, lambda: client.lrange(store.key("u1"), 0, -1))
+    await cpu_per("pipeline of 1 LRANGE", n, 1, lambda: pipe(1))
+    await cpu_per("pipeline of 32 LRANGE", n // 32, 32, lambda: pipe(32))
+
+    async def decisions() -> None:
+        async def one(k: int) -> None:
+            for i in range(n // 32):
+                await store.get(f"user-{(k * 1000 + i) % 5000}")
+
+        await asyncio.gather(*(one(k) for k in range(32)))
+
+    before = store.reads
+    await cpu_per("UserMemoryStore.get, 32 concurrent decisions", 1, (n // 32) * 32, decisions)
+    print(f"  ({(n // 32) * 32} reads in {store.reads - before} round trips)")
+    await store.aclose()
+
+
+def full_collection_ms() -> float:
+    t = time.perf_counter()
+    gc.collect()
+    return (time.perf_counter() - t) * 1000
+
+
+def heap() -> None:
+    import faust  # noqa: F401  (what a worker imports)
+    import torch  # noqa: F401
+
+    print(f"full gc, libraries imported: {full_collection_ms():6.1f} ms, {len(gc.get_objects()):,} objects")
+    from engine.embeddings import Embedder
+    from engine.heap import settle_heap
+    from engine.ranker.service import RankerService
+
+    Embedder().encode(["warm up"])  # not default_embedder(): that one settles the heap itself
+    RankerService.load()  # the artifact; ranking would load default_embedder() and settle the heap
+    assert gc.get_freeze_count() == 0, "something settled the heap before the measurement"
+    print(f"full gc, models loaded:      {full_collection_ms():6.1f} ms, {len(gc.get_objects()):,} objects")
+    settle_heap("benchmark")
+    print(f"full gc, after settle_heap:  {full_collection_ms():6.1f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reads", type=int, default=20000)
+    args = ap.parse_args()
+    with EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-mem-")) / "redis") as redis:
+        uvloop.run(reads(redis.url, args.reads))
+    heap()
+
+
+if __name__ == "__main__":
+    main()
