@@ -2,7 +2,8 @@
 
 Measures (never asserts):
 * decision hot path: build the state (portrait + cached context embedding + user memory already fetched)
-  and run the actor for 10 variants, i.e. ``ActorCriticAllocator.choose`` in-process: p50/p99 latency;
+  and run the actor for 10 variants with a full residual memory (after 2,048 learned decisions), i.e.
+  ``ActorCriticAllocator.choose`` in-process: p50/p99 latency;
 * batched learner: transitions per second of ``learn_batch`` (default mini-batch and a larger one);
 * VW ``cb_explore_adf`` (epsilon-greedy) predict + learn per decision with the same 10 actions.
 
@@ -81,6 +82,17 @@ def main() -> None:
         )
         for i in range(args.decisions)
     ]
+    # a learned policy: the residual memory is full (its read is part of every decision)
+    S0 = np.stack([ac.state(c, None) for c in ctxs[:2048]])
+    ac.learn_batch(
+        S0,
+        rng.integers(K, size=len(S0)),
+        rng.random(len(S0)),
+        np.full(len(S0), 1 / K),
+        [c.user_id for c in ctxs[:2048]],
+        np.arange(len(S0), dtype=float),
+    )
+    assert ac.residuals is not None and len(ac.residuals) == ac.config.population_memory_len
     for c in ctxs[:200]:
         ac.choose(c, memory=mem, now=40.0)
     lat = np.empty(len(ctxs))

@@ -30,19 +30,26 @@ def _ac(**cfg) -> ActorCriticAllocator:
     )
 
 
-def _train_contextual(ac: ActorCriticAllocator, steps: int = 60, B: int = 32, seed: int = 0) -> None:
-    """Segment a prefers v0 (p=.6 vs .1), segment b prefers v1."""
+def _train_contextual(
+    ac: ActorCriticAllocator,
+    steps: int = 60,
+    B: int = 32,
+    seed: int = 0,
+    prefs: tuple[int, int] = (0, 1),
+    t0: int = 0,
+) -> None:
+    """Segment a prefers v[prefs[0]] (p=.6 vs .1), segment b prefers v[prefs[1]]."""
     rng = np.random.default_rng(seed)
     enc = ac.portrait
     Xa, Xb = enc.encode_values({"segment": "a"}), enc.encode_values({"segment": "b"})
-    for step in range(steps):
+    for step in range(t0, t0 + steps):
         seg = rng.integers(2, size=B)
         X = np.where(seg[:, None] == 0, Xa, Xb)
         users = [f"u{step}_{i}" for i in range(B)]
         S = ac.expand_portrait(X, users, float(step))
         p = ac.act_batch(S, users, now=float(step))
         a = (rng.random((B, 1)) < p.cumsum(1)).argmax(1)
-        best = np.where(seg == 0, 0, 1)
+        best = np.where(seg == 0, prefs[0], prefs[1])
         r = (rng.random(B) < np.where(a == best, 0.6, 0.1)).astype(float)
         ac.learn_batch(S, a, r, p[np.arange(B), a], users, np.full(B, float(step)))
 
@@ -59,6 +66,44 @@ def test_learns_contextual_preference_with_min_exploration() -> None:
     assert p[0, 0] > 0.8 and p[1, 1] > 0.8
     assert p.min() >= 0.02 - 1e-9
     np.testing.assert_allclose(p.sum(1), 1.0)
+
+
+def _segment_probs(ac: ActorCriticAllocator) -> np.ndarray:
+    enc = ac.portrait
+    S = ac.expand_portrait(np.stack([enc.encode_values({"segment": g}) for g in ("a", "b")]))
+    return ac.act_batch(S, ["x", "y"], now=1e9)
+
+
+@pytest.mark.parametrize(
+    "cfg", [{}, {"use_memory": False, "lr_critic": 0.01}], ids=["residual-memory", "fast-critic-no-memory"]
+)
+def test_follows_a_preference_change_after_converging(cfg: dict) -> None:
+    """After 150 steps on one preference the actor is near-deterministic; when segment a's preference moves
+    to v2 it must follow within 40 steps (1,280 decisions), through the residual memory (default slow
+    critic) or a fast critic. The expected policy gradient did not: its gradient vanishes where p(v) is
+    small, and it stayed on v0 for thousands of decisions."""
+    ac = _ac(**cfg)
+    _train_contextual(ac, steps=150)
+    assert _segment_probs(ac)[0, 0] > 0.9
+    _train_contextual(ac, steps=40, seed=1, prefs=(2, 1), t0=150)
+    p = _segment_probs(ac)
+    assert p[0].argmax() == 2 and p[0, 2] > 0.6, p
+    assert p[1].argmax() == 1  # the unchanged segment keeps its variant
+
+
+def test_residual_memory_corrects_the_critic_only_where_it_errs() -> None:
+    ac = _ac()
+    _train_contextual(ac, steps=150)
+    c = ac.correction(ac.expand_portrait(np.eye(2, dtype=np.float32)))
+    assert np.abs(c).max() < 0.1  # a converged critic: residuals within noise, (almost) no correction
+    _train_contextual(ac, steps=10, seed=2, prefs=(2, 1), t0=150)
+    enc = ac.portrait
+    S = ac.expand_portrait(np.stack([enc.encode_values({"segment": g}) for g in ("a", "b")]))
+    c = ac.correction(S)
+    assert c[0, 0] < -0.05 and c[0, 2] > 0.05  # segment a's old favourite disappoints, v2 surprises
+    assert abs(c[1, 1]) < 0.01  # segment b's own favourite is untouched
+    assert abs(c[1, 0]) < abs(c[0, 0])  # what leaks to b's rarely-shown v0 (kernel smoothing) is weaker
+    assert ac.drift_score > 0.05
 
 
 def test_snapshot_restore_roundtrip_is_json_and_identical() -> None:

@@ -94,3 +94,75 @@ async def test_coalesced_read_degrades_within_its_time_limit() -> None:
 def test_store_rejects_bad_config() -> None:
     with pytest.raises(ValueError, match="width"):
         UserMemoryStore("redis://localhost", width=2)
+
+
+def test_residual_memory_doctest_and_shrinkage() -> None:
+    import doctest
+
+    import engine.memory.residual as residual
+    from engine.memory.residual import ResidualMemory
+
+    assert doctest.testmod(residual).failed == 0
+    rng = np.random.default_rng(0)
+    mem = ResidualMemory(
+        dim=2, max_len=500, halflife=100.0, sharpness=5.0, prior=2.0, z=2.0, key_dims=np.arange(2)
+    )
+    S = np.tile([[1.0, 0.0]], (400, 1))
+    # unbiased critic: residuals of a Bernoulli(0.3) reward around its mean are noise -> no correction
+    mem.append(S, rng.integers(3, size=400), (rng.random(400) < 0.3) - 0.3)
+    mem.prepare(np.array([0, 1, 2]))
+    assert np.abs(mem.read(S[:1])).max() == 0.0
+    # a bounded record: only the last max_len are kept; non-finite residuals are dropped
+    mem.append(S[:200], np.zeros(200, int), np.full(200, np.nan))
+    assert len(mem) == 400
+    with pytest.raises(ValueError, match="halflife"):
+        ResidualMemory(dim=2, max_len=10, halflife=0.0, sharpness=1.0, prior=1.0, z=1.0)
+
+
+def test_residual_memory_empty_and_snapshot_roundtrip() -> None:
+    from engine.memory.residual import ResidualMemory
+
+    mem = ResidualMemory(dim=2, max_len=10, halflife=5.0, sharpness=5.0, prior=2.0, z=1.0)
+    mem.prepare(np.array([0, 1]))
+    assert mem.read(np.ones((3, 2))).shape == (3, 2) and not mem.read(np.ones((3, 2))).any()
+    mem.append(np.tile([[1.0, 0.0]], (8, 1)), np.zeros(8, int), np.full(8, -0.5))
+    copy = ResidualMemory(dim=2, max_len=10, halflife=5.0, sharpness=5.0, prior=2.0, z=1.0)
+    copy.load(mem.to_dict())
+    mem.prepare(np.array([0, 1]))
+    copy.prepare(np.array([0, 1]))
+    np.testing.assert_allclose(mem.read(np.eye(2)), copy.read(np.eye(2)))
+    assert mem.by_variant(np.array([0, 1]))[0] < -0.3
+
+
+def test_residual_memory_read_equals_the_per_record_formula() -> None:
+    """The per-cohort sums are an exact rewrite of the module doc's per-record weights."""
+    from engine.memory.residual import PRIOR_VARIANCE, ResidualMemory
+
+    rng = np.random.default_rng(3)
+    beta, prior, z, hl, K = 3.0, 2.0, 1.0, 40.0, 4
+    cohorts = np.eye(3)[rng.integers(3, size=300)]
+    S = np.concatenate([rng.standard_normal((300, 2)), cohorts], axis=1)  # 2 numerics, 3-level category
+    slots, delta = rng.integers(K, size=300), rng.normal(-0.1, 0.4, size=300)
+    mem = ResidualMemory(
+        dim=5, max_len=200, halflife=hl, sharpness=beta, prior=prior, z=z, key_dims=np.arange(2, 5)
+    )
+    mem.append(S, slots, delta)
+    mem.prepare(np.arange(K))
+    Sq = S[:7]
+    got = mem.read(Sq)
+    S, slots, delta = S[-200:], slots[-200:], delta[-200:].astype(np.float32).astype(np.float64)
+    n = len(delta)
+    rec = 0.5 ** ((n - 1 - np.arange(n)) / hl)
+    for b in range(len(Sq)):
+        q = Sq[b, 2:] / np.linalg.norm(Sq[b, 2:])
+        k = S[:, 2:] / np.linalg.norm(S[:, 2:], axis=1, keepdims=True)
+        for v in range(K):
+            w = (slots == v) * np.exp(beta * (k @ q - 1.0)) * rec
+            sw = w.sum()
+            mean = (w @ delta) / (sw + prior)
+            var = w @ delta**2 / sw - ((w @ delta) / sw) ** 2
+            var = (sw * var + prior * PRIOR_VARIANCE) / (sw + prior)
+            se = np.sqrt(var / (sw**2 / (w @ w) + prior))
+            want = np.sign(mean) * max(abs(mean) - z * se, 0.0)
+            assert got[b, v] == pytest.approx(want, abs=1e-9)
+    np.testing.assert_allclose(mem.read(Sq[:1]), got[:1])  # the cached single-decision path agrees

@@ -7,17 +7,30 @@ a per-variant slot and the memory reads ``m_v`` (so any number of variants, and 
     Q(s, v) = f_critic(s, v)                      the critic: expected discounted return of showing v
     pi(v|s) = (1 - K eps) softmax_v f_actor(s, v) + eps      the actor, with minimum exploration ``eps``
 
-``m_v`` are attention reads of the user's memory and of the experiment's recent interactions
-(:mod:`engine.memory.model`); they let the policy follow preferences that drift.
+``m_v`` are attention reads of the user's memory (:mod:`engine.memory.model`, Redis at the edge). The
+experiment's recent interactions form a second, fast memory of the critic's *errors*: the residual
+``delta_i = r_i - Q(s_i, a_i)`` of each learned decision, read for ``(s, v)`` by attention over records of
+variant ``v`` from similar contexts (similarity = cosine of the critic's per-variant scores ``U s``, so
+features the critic ignores do not count) with a recency half-life in records:
+
+    c(s, v) = shrink( sum_i w_i delta_i / (sum_i w_i + w_0) )      shrink(x) = sign(x) max(|x| - z se, 0)
+
+It is zero while the critic is right (residuals average to 0, within ``z`` standard errors) and follows a
+preference change within a few dozen decisions of the affected context, long before the slow critic has
+re-learned it. Both heads add it: ``Q_eff = Q + c`` and the actor's logits ``f_actor + c / tau`` (the
+actor's target ``softmax((Q_eff + bonus) / tau)`` then leaves ``f_actor`` tracking the slow part only).
 
 Learning (online mini-batches of joined rewards, :meth:`ActorCriticAllocator.learn_batch`):
 
-* critic: ``min sum_i rho_i (Q(s_i, a_i) - y_i)^2`` with ``y_i = r_i + gamma V(s'_i)``, ``s'_i`` the same
+* critic (the slow part: raw rewards, never the correction; a small step size keeps it precise):
+  ``min sum_i rho_i (Q(s_i, a_i) - y_i)^2`` with ``y_i = r_i + gamma V(s'_i)``, ``s'_i`` the same
   user's next decision state and ``V(s) = sum_v pi(v|s) Q(s, v)``; ``gamma = 0`` is a contextual bandit;
-* actor: expected (all-actions) policy gradient with entropy,
-  ``max sum_i rho_i [sum_v p(v|s_i) Q+(s_i, v) / tau + H(p(.|s_i))]`` whose optimum is ``softmax(Q+ /
-  tau)``; ``Q+`` adds a count bonus ``kappa / sqrt(n_v + 1)``
-  (discounted counts) so new variants get tried;
+* actor: fitted to the critic's Boltzmann policy by cross-entropy (a KL projection, the policy-improvement
+  step of MPO-style actor-critics), ``min sum_i rho_i KL(softmax(Q+(s_i, .) / tau) || p(.|s_i))``, whose
+  optimum is that of the entropy-regularised expected policy gradient ``max sum_v p Q+ / tau + H(p)``;
+  unlike the latter's, its gradient ``p - p*`` does not vanish where ``p(v)`` is small, so a converged,
+  near-deterministic actor still moves when a preference changes. ``Q+ = Q_eff`` plus a count bonus
+  ``kappa / sqrt(n_v + 1)`` (discounted counts) so new variants get tried;
 * off-policy correction: ``rho_i = min(c, pi(a_i|s_i) / mu_i)`` with the logged propensity ``mu_i`` (serving
   uses a snapshot that lags the learner);
 * reward ``r = click + w * conversion_value``; conversions still in flight are credited provisionally with the
@@ -45,6 +58,7 @@ from engine.memory.model import (
     pad_memories,
 )
 from engine.memory.provisional import PendingDecision
+from engine.memory.residual import ResidualMemory
 from engine.perception.encoders import Encoder, MemorySummaryEncoder, TextEmbedder, VariantEncoder
 from engine.perception.policy import PerceivingAllocator
 from engine.perception.schema import FeatureSchema
@@ -60,18 +74,27 @@ class ActorCriticConfig(BaseModel):
     conversion_weight: float = Field(1.0, ge=0.0, description="w in r = click + w * conversion_value")
     min_prob: float = Field(0.01, ge=0.0, le=0.5, description="minimum probability of every variant")
     temperature: float = Field(0.01, gt=0.0, description="tau: the actor tends to softmax(Q+ / tau)")
-    bonus: float = Field(0.05, ge=0.0, description="kappa of the count bonus kappa / sqrt(n_v + 1)")
+    bonus: float = Field(0.02, ge=0.0, description="kappa of the count bonus kappa / sqrt(n_v + 1)")
     count_decay: float = Field(0.9995, gt=0.0, le=1.0, description="per-decision decay of the counts n_v")
-    lr_critic: float = Field(0.01, gt=0.0)
-    lr_actor: float = Field(0.03, gt=0.0)
+    lr_critic: float = Field(
+        0.0015, gt=0.0, description="slow and precise: the residual memory follows fast changes"
+    )
+    lr_actor: float = Field(0.06, gt=0.0)
     clip_rho: float = Field(2.0, ge=1.0, description="c: importance weights are clipped to [0, c]")
-    minibatch: int = Field(16, ge=1, description="transitions per gradient step")
+    minibatch: int = Field(
+        128, ge=1, description="most transitions per gradient step (one step per joined batch up to this)"
+    )
     proj_dim: int = Field(8, ge=2, description="dimension of projected variant/context embeddings")
     use_memory: bool = True
     user_memory_len: int = Field(32, ge=1, description="N: records kept per user")
     population_memory_len: int = Field(
-        128, ge=1, description="records of recent interactions of the experiment"
+        1024, ge=1, description="records of the experiment's recent residuals (the fast memory)"
     )
+    residual_halflife: float = Field(256.0, gt=0.0, description="recency half-life of residuals, in records")
+    residual_sharpness: float = Field(3.0, ge=0.0, description="beta of the cohort-similarity kernel")
+    residual_prior: float = Field(2.0, gt=0.0, description="w_0: pseudo-records of zero residual")
+    residual_z: float = Field(2.0, ge=0.0, description="z: residuals within z standard errors count as 0")
+    use_residual_memory: bool = Field(True, description="add the fast residual correction (needs use_memory)")
     attribution_window: float = Field(86400.0, gt=0.0, description="seconds a decision waits for events")
     td_horizon: float = Field(
         7 * 86400.0, gt=0.0, description="a user's next decision later than this ends the episode"
@@ -94,11 +117,9 @@ class _Net(torch.nn.Module):
             p[f"{h}_W"] = torch.nn.Parameter(torch.zeros(d, k))
             p[f"{h}_c"] = torch.nn.Parameter(torch.zeros(k))
             p[f"{h}_wm"] = torch.nn.Parameter(torch.zeros(m))
-        # attention sharpness and time decay of the user / population memory reads (softplus-parametrised);
-        # the population read is sharp (beta = 20) so a variant's recent reward is not blurred with the
-        # rewards of textually similar variants (with beta = 2.5, "Mens"/"Womens" e-mails, cos 0.86, mixed)
-        p["mem_beta"] = torch.nn.Parameter(torch.tensor([2.0, 20.0]))
-        p["mem_lam"] = torch.nn.Parameter(torch.tensor([-6.0, -6.0]))
+        # attention sharpness and time decay of the user-memory read (softplus-parametrised)
+        p["mem_beta"] = torch.nn.Parameter(torch.tensor([2.0]))
+        p["mem_lam"] = torch.nn.Parameter(torch.tensor([-6.0]))
         self.p = p
 
     def head(
@@ -185,7 +206,7 @@ class ActorCriticAllocator(PerceivingAllocator):
         if len(variant_ids) > cfg.max_variants:
             raise ValueError(f"{len(variant_ids)} variants exceed max_variants={cfg.max_variants}")
         self.slots = {v: i for i, v in enumerate(variant_ids)}
-        self.m = 4 if cfg.use_memory else 0
+        self.m = 2 if cfg.use_memory else 0
         self.net = _Net(self.state_dim, cfg.proj_dim, cfg.max_variants, self.m)
         self._make_optimizer()
         self.counts = np.zeros(cfg.max_variants)
@@ -193,17 +214,34 @@ class ActorCriticAllocator(PerceivingAllocator):
         self.conv_per_click = np.zeros(cfg.max_variants)
         self.rec_width = cfg.proj_dim + 2
         self.bank = MemoryBank(self.rec_width, cfg.user_memory_len, cfg.max_users)
-        self.population = np.zeros((0, self.rec_width), dtype=np.float32)
+        self.residuals = (
+            ResidualMemory(
+                self.state_dim,
+                cfg.population_memory_len,
+                cfg.residual_halflife,
+                cfg.residual_sharpness,
+                cfg.residual_prior,
+                cfg.residual_z,
+                key_dims=self._cohort_dims(),
+            )
+            if cfg.use_memory and cfg.use_residual_memory
+            else None
+        )
         self._pending_td: dict[str, tuple[np.ndarray, int, float, float, float]] = {}
         self._memory_writes: dict[str, list[np.ndarray]] = {}
         self.updates = 0
-        #: drift metric: recent reward of each variant (population memory) minus the critic's long-run
-        #: estimate at the mean state; large values mean preferences moved faster than the critic
+        #: drift metric: each variant's recent mean residual (reward minus the critic's estimate, from the
+        #: residual memory); large values mean preferences moved faster than the slow critic follows
         self.drift_score = 0.0
         self.drift_by_variant = np.zeros(len(variant_ids))
         self._export()
 
     # --- perception -----------------------------------------------------------------------------------
+    def _cohort_dims(self) -> np.ndarray:
+        """State dims of the declared categories (one-hot and hashed): the fast memory's cohort key."""
+        start = self.builder.slices["portrait"].start
+        return np.arange(start + len(self.schema.numeric), start + self.portrait.dim)
+
     def _memory_encoders(self) -> list[Encoder]:
         return [MemorySummaryEncoder()] if self.config.use_memory else []
 
@@ -216,18 +254,34 @@ class ActorCriticAllocator(PerceivingAllocator):
     def _make_optimizer(self) -> None:
         crit = [p for n, p in self.net.p.items() if n.startswith("critic") or n.startswith("mem")]
         act = [p for n, p in self.net.p.items() if n.startswith("actor")]
-        self.opt = torch.optim.Adam(
-            [{"params": crit, "lr": self.config.lr_critic}, {"params": act, "lr": self.config.lr_actor}]
+        self.opt = torch.optim.Adam(  # foreach: one kernel per group, not per tensor (small tensors)
+            [{"params": crit, "lr": self.config.lr_critic}, {"params": act, "lr": self.config.lr_actor}],
+            foreach=True,
         )
 
     def _export(self) -> None:
         """Numpy copy of the weights for the hot path (no torch call per request)."""
         with torch.no_grad():
             self._np = {k: v.detach().numpy().astype(np.float64).copy() for k, v in self.net.p.items()}
-        self._beta = _softplus(self._np["mem_beta"]) if self.m else np.zeros(2)
-        self._lam = _softplus(self._np["mem_lam"]) if self.m else np.zeros(2)
+        self._beta = _softplus(self._np["mem_beta"]) if self.m else np.zeros(1)
+        self._lam = _softplus(self._np["mem_lam"]) if self.m else np.zeros(1)
         self._E = self.variants.matrix(self.variant_ids).astype(np.float64)
-        self._slot_idx = np.array([self.slots[v] for v in self.variant_ids])
+        self._slot_idx = sl = np.array([self.slots[v] for v in self.variant_ids])
+        self._E_t = torch.from_numpy(self.variants.matrix(self.variant_ids))
+        self._slots_t = torch.from_numpy(sl)
+        # f(s, v) = s . (u_v + W e_v) + (b_v + c . e_v) + w_m . m_v: one (d, K) matrix and a (K,) offset
+        p, E = self._np, self._E
+        self._lin = {
+            h: (p[f"{h}_U"][sl].T + p[f"{h}_W"] @ E.T, p[f"{h}_b"][sl] + E @ p[f"{h}_c"]) for h in _HEADS
+        }
+        if self.residuals is not None:
+            self.residuals.prepare(self._slot_idx)
+
+    def correction(self, S: np.ndarray) -> np.ndarray:
+        """The fast memory's correction ``c(s, v)`` (B, K) of the critic (zeros without it)."""
+        if self.residuals is None:
+            return np.zeros((len(S), len(self.variant_ids)))
+        return self.residuals.read(S)
 
     # --- acting -----------------------------------------------------------------------------------------
     def _memory_features(
@@ -237,9 +291,6 @@ class ActorCriticAllocator(PerceivingAllocator):
         M = np.zeros((B, K, self.m))
         if not self.m:
             return M
-        pop = MemoryView(self.population) if len(self.population) else None
-        t_ref = now if np.isfinite(now) else (float(self.population[-1, -1]) if pop is not None else 0.0)
-        M[:, :, 2:] = attention_read(self._E, pop, t_ref, self._beta[1], self._lam[1], self.r0)
         for b in range(B):
             mem = (
                 memories[b]
@@ -252,15 +303,10 @@ class ActorCriticAllocator(PerceivingAllocator):
         return M
 
     def _head_np(self, h: str, S: np.ndarray, M: np.ndarray) -> np.ndarray:
-        p, sl, E = self._np, self._slot_idx, self._E
-        out = (
-            p[f"{h}_b"][sl][None, :]
-            + S @ p[f"{h}_U"][sl].T
-            + (S @ p[f"{h}_W"]) @ E.T
-            + (E @ p[f"{h}_c"])[None]
-        )
+        A, off = self._lin[h]
+        out = S @ A + off
         if self.m:
-            out = out + M @ p[f"{h}_wm"]
+            out = out + M @ self._np[f"{h}_wm"]
         return out
 
     def _mix(self, logits: np.ndarray) -> np.ndarray:
@@ -279,12 +325,16 @@ class ActorCriticAllocator(PerceivingAllocator):
     ) -> np.ndarray:
         S = np.asarray(states, dtype=np.float64)
         M = self._memory_features(users, now, memories, S.shape[0])
-        return self._mix(self._head_np("actor", S, M))
+        logits = self._head_np("actor", S, M)
+        if self.residuals is not None:
+            logits = logits + self.correction(S) / self.config.temperature
+        return self._mix(logits)
 
     def q_values(
         self, states: np.ndarray, users: Sequence[str] | None = None, now: float = 0.0
     ) -> np.ndarray:
-        """The critic's Q(s, v) for a batch of states (B, K)."""
+        """The critic's slow estimate Q(s, v) for a batch of states (B, K); add :meth:`correction` for
+        the memory-corrected ``Q_eff``."""
         S = np.asarray(states, dtype=np.float64)
         return self._head_np("critic", S, self._memory_features(users, now, None, S.shape[0]))
 
@@ -332,6 +382,11 @@ class ActorCriticAllocator(PerceivingAllocator):
                 [users[i] for i in sel],
                 times[sel],
             )
+        # the numpy copy for acting, once per call (the steps above read torch's weights)
+        self._export()
+        if self.residuals is not None and len(self.residuals) > 10:
+            self.drift_by_variant = self.residuals.by_variant(self._slot_idx)
+            self.drift_score = float(np.abs(self.drift_by_variant).max())
 
     def _transitions(self, S, a, r, mu, users, t):
         """Pair each decision with the same user's next state (gamma > 0); returns rows to train now."""
@@ -363,14 +418,8 @@ class ActorCriticAllocator(PerceivingAllocator):
         recs, mask = pad_memories(mems, self.rec_width, self.config.user_memory_len)
         return torch.from_numpy(recs), torch.from_numpy(mask)
 
-    def _population_read(self, t0: float) -> np.ndarray:
-        """Population-memory read (K, 2) as of ``t0``, shared by a mini-batch (read parameters fixed)."""
-        pop = MemoryView(self.population).before(t0) if len(self.population) else None
-        return attention_read(self._E, pop, t0, self._beta[1], self._lam[1], self.r0)
-
     def _forward(self, S: np.ndarray, users: Sequence[str], t: np.ndarray):
-        E = torch.from_numpy(self.variants.matrix(self.variant_ids))
-        slots = torch.from_numpy(self._slot_idx)
+        E, slots = self._E_t, self._slots_t
         St = torch.from_numpy(np.asarray(S, dtype=np.float32))
         B, K = len(users), len(self.variant_ids)
         if self.m:
@@ -378,9 +427,7 @@ class ActorCriticAllocator(PerceivingAllocator):
             tt = torch.from_numpy(t.astype(np.float32))
             beta = torch.nn.functional.softplus(self.net.p["mem_beta"])
             lam = torch.nn.functional.softplus(self.net.p["mem_lam"])
-            Mu = attention_read_torch(E[None].expand(B, K, -1), recs, mask, tt, beta[0], lam[0], self.r0)
-            Mp = torch.from_numpy(self._population_read(float(t.min())).astype(np.float32))
-            M = torch.cat([Mu, Mp[None].expand(B, K, 2)], dim=-1)
+            M = attention_read_torch(E[None].expand(B, K, -1), recs, mask, tt, beta[0], lam[0], self.r0)
         else:
             M = torch.zeros(B, K, 0)
         return self.net.head("critic", St, E, slots, M), self.net.head("actor", St, E, slots, M)
@@ -388,6 +435,13 @@ class ActorCriticAllocator(PerceivingAllocator):
     def _step(self, S, a, r, mu, users, t) -> None:
         cfg = self.config
         rows = self._transitions(S, a, r, mu, users, t)
+        delta = None
+        if (
+            self.residuals is not None and cfg.gamma > 0.0
+        ):  # rows are lagged transitions: a forward of its own
+            with torch.no_grad():
+                q_now = self._forward(np.asarray(S), users, np.asarray(t, np.float64))[0].numpy()
+            delta = np.asarray(r, np.float64) - q_now[np.arange(len(a)), np.asarray(a)]
         if rows:
             Sr = np.stack([x[0] for x in rows])
             ar = torch.tensor([x[1] for x in rows])
@@ -396,29 +450,34 @@ class ActorCriticAllocator(PerceivingAllocator):
             tr = np.array([x[4] for x in rows])
             ur = [x[5] for x in rows]
             Q, logits = self._forward(Sr, ur, tr)
+            corr = torch.from_numpy(self.correction(Sr).astype(np.float32))
             eps = cfg.min_prob
-            p = torch.softmax(logits, dim=-1)
+            p = torch.softmax(logits + corr / cfg.temperature, dim=-1)
             pi = (1 - eps * p.shape[1]) * p + eps
             rho = torch.clamp(pi.gather(1, ar[:, None])[:, 0].detach() / mur, max=cfg.clip_rho)
             y = rr.clone()
             nxt = [i for i, x in enumerate(rows) if x[6] is not None]
             if nxt:
                 with torch.no_grad():
-                    Qn, Ln = self._forward(
-                        np.stack([rows[i][6] for i in nxt]),
-                        [rows[i][5] for i in nxt],
-                        np.array([rows[i][7] for i in nxt]),
-                    )
-                    pn = torch.softmax(Ln, -1)
+                    Sn = np.stack([rows[i][6] for i in nxt])
+                    Qn, Ln = self._forward(Sn, [rows[i][5] for i in nxt], np.array([rows[i][7] for i in nxt]))
+                    cn = torch.from_numpy(self.correction(Sn).astype(np.float32))
+                    Qn = Qn + cn
+                    pn = torch.softmax(Ln + cn / cfg.temperature, -1)
                     pn = (1 - eps * pn.shape[1]) * pn + eps
                     y[nxt] += cfg.gamma * (pn * Qn).sum(-1)
             q_a = Q.gather(1, ar[:, None])[:, 0]
+            if delta is None and self.residuals is not None:  # gamma = 0: rows are these decisions, in order
+                delta = np.asarray(r, np.float64) - q_a.detach().double().numpy()
             critic_loss = (rho * (q_a - y) ** 2).mean()
             bonus = torch.from_numpy(cfg.bonus / np.sqrt(self.counts[self._slot_idx] + 1.0)).float()
-            q_plus = Q.detach() + bonus[None, :]
-            ent = -(p * torch.log(p + 1e-12)).sum(-1)
-            actor_obj = (p * q_plus).sum(-1) / cfg.temperature + ent
-            actor_loss = -(rho * actor_obj).mean()
+            q_plus = Q.detach() + corr + bonus[None, :]
+            # the actor is fitted to the critic's Boltzmann policy by cross-entropy (forward KL): same optimum
+            # as the entropy-regularised expected policy gradient, but its gradient p - p* does not vanish
+            # where p(v) is small, so a near-deterministic actor still moves when a preference changes
+            target = torch.softmax(q_plus / cfg.temperature, dim=-1)
+            log_p = torch.log_softmax(logits + corr / cfg.temperature, dim=-1)
+            actor_loss = -(rho * (target * log_p).sum(-1)).mean()
             self.opt.zero_grad()
             (critic_loss + actor_loss).backward()
             self.opt.step()
@@ -426,23 +485,21 @@ class ActorCriticAllocator(PerceivingAllocator):
         K = len(self.variant_ids)
         self.counts[self._slot_idx] *= cfg.count_decay ** len(a)
         np.add.at(self.counts, self._slot_idx[np.asarray(a)], 1.0)
-        for ri in r:
-            self.r0 += cfg.reward_ewma * (float(ri) - self.r0)
+        # running mean r0 <- r0 + eta (r_i - r0), applied in order, in closed form
+        keep = (1.0 - cfg.reward_ewma) ** np.arange(len(r) - 1, -1, -1)
+        self.r0 = float(
+            self.r0 * (1.0 - cfg.reward_ewma) ** len(r) + cfg.reward_ewma * (keep @ np.asarray(r))
+        )
         if self.m:
             E = self._E.astype(np.float32)
             recs = make_records(E[np.asarray(a)], np.asarray(r), np.asarray(t))
             for i, u in enumerate(users):
                 self.bank.append(u, recs[i])
                 self._memory_writes.setdefault(u, []).append(recs[i])
-            self.population = np.concatenate([self.population, recs])[-cfg.population_memory_len :]
+        if self.residuals is not None and delta is not None:
+            self.residuals.append(np.asarray(S), self._slot_idx[np.asarray(a)], delta)
+            self.residuals.prepare(self._slot_idx)  # the next step's correction reads these
         self.updates += 1
-        self._export()
-        if self.m and len(self.population) > 10:
-            recent = attention_read(
-                self._E, MemoryView(self.population), float(t.max()), self._beta[1], self._lam[1], self.r0
-            )[:, 0]
-            self.drift_by_variant = recent - (self.q_values(np.zeros((1, self.state_dim)))[0] - self.r0)
-            self.drift_score = float(np.abs(self.drift_by_variant).max())
         del K
 
     def learn_conversions(
@@ -511,7 +568,7 @@ class ActorCriticAllocator(PerceivingAllocator):
             "counts": self.counts.tolist(),
             "r0": self.r0,
             "conv_per_click": self.conv_per_click.tolist(),
-            "population": self.population.tolist(),
+            "residuals": self.residuals.to_dict() if self.residuals is not None else None,
             "updates": self.updates,
         }
 
@@ -536,7 +593,8 @@ class ActorCriticAllocator(PerceivingAllocator):
         obj.counts = np.asarray(snapshot["counts"], dtype=np.float64)
         obj.r0 = float(snapshot["r0"])
         obj.conv_per_click = np.asarray(snapshot["conv_per_click"], dtype=np.float64)
-        obj.population = np.asarray(snapshot["population"], dtype=np.float32).reshape(-1, obj.rec_width)
+        if obj.residuals is not None and snapshot.get("residuals"):
+            obj.residuals.load(snapshot["residuals"])
         obj.updates = int(snapshot["updates"])
         obj.version = int(snapshot["version"])
         obj._export()

@@ -70,6 +70,13 @@ def _parse_policies(value: str | None) -> tuple[str, ...]:
     help="Shuffled streams (replay) or simulated populations, the same for every policy.",
 )
 @click.option(
+    "--first-seed",
+    type=click.IntRange(0, 10**6),
+    default=0,
+    show_default=True,
+    help="Seeds are FIRST_SEED .. FIRST_SEED+SEEDS-1: report on seeds that tuning never looked at.",
+)
+@click.option(
     "--policies",
     "policies_opt",
     default=None,
@@ -96,6 +103,7 @@ def policies_cmd(
     dataset: str,
     reward: str,
     seeds: int,
+    first_seed: int,
     policies_opt: str | None,
     ope_seeds: int,
     jobs: int,
@@ -115,13 +123,13 @@ def policies_cmd(
     if dataset == "obd":
         result = _obd()
     elif dataset == "hillstrom":
-        result = _hillstrom(reward, seeds, names, ope_seeds, jobs, out_dir, tqdm)
+        result = _hillstrom(reward, seeds, names, ope_seeds, jobs, out_dir, tqdm, first_seed)
     else:
         if reward not in ("visit", "click"):
             raise click.BadParameter(
                 "the simulator's reward is click + w * conversion; use --reward click", param_hint="--reward"
             )
-        result = _simulator(seeds, names, jobs, out_dir, tqdm)
+        result = _simulator(seeds, names, jobs, out_dir, tqdm, first_seed)
     result["elapsed_s"] = round(time.perf_counter() - t0, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     label = {"obd": "click", "simulator": "click"}.get(dataset, reward)
@@ -153,7 +161,7 @@ def _embeddings(texts: dict[str, str]) -> dict[str, np.ndarray]:
     return dict(zip(keys, vecs, strict=True))
 
 
-def _hillstrom(reward, seeds, names, ope_seeds, jobs, out_dir, tqdm) -> dict:
+def _hillstrom(reward, seeds, names, ope_seeds, jobs, out_dir, tqdm, first_seed: int = 0) -> dict:
     from engine.evaluation.datasets import load_hillstrom
     from engine.evaluation.plots import plot_curves, plot_shares
     from engine.evaluation.runner import best_fixed_arm_hillstrom, policy_table, run_hillstrom
@@ -162,7 +170,14 @@ def _hillstrom(reward, seeds, names, ope_seeds, jobs, out_dir, tqdm) -> dict:
     emb = _embeddings(data.arm_texts)
     with tqdm(total=seeds, desc="hillstrom seeds", unit="seed") as bar:
         runs = run_hillstrom(
-            data, emb, seeds, names, ope_seeds=min(ope_seeds, seeds), jobs=jobs, progress=bar.update
+            data,
+            emb,
+            seeds,
+            names,
+            ope_seeds=min(ope_seeds, seeds),
+            jobs=jobs,
+            progress=bar.update,
+            first_seed=first_seed,
         )
     best = best_fixed_arm_hillstrom(data)
     best2 = best_fixed_arm_hillstrom(data, second_half_drift=True)
@@ -200,6 +215,7 @@ def _hillstrom(reward, seeds, names, ope_seeds, jobs, out_dir, tqdm) -> dict:
         "dataset": "hillstrom",
         "reward": reward,
         "seeds": seeds,
+        "first_seed": first_seed,
         "policies": policy_table(runs, "stationary", best),
         "best_fixed_arm": best,
         "drift_second_half": policy_table(runs, "drift", best2, field_name="second_half"),
@@ -209,7 +225,7 @@ def _hillstrom(reward, seeds, names, ope_seeds, jobs, out_dir, tqdm) -> dict:
     }
 
 
-def _simulator(seeds, names, jobs, out_dir, tqdm) -> dict:
+def _simulator(seeds, names, jobs, out_dir, tqdm, first_seed: int = 0) -> dict:
     from engine.evaluation.plots import plot_curves, plot_shares
     from engine.evaluation.runner import best_fixed_arm_simulator, policy_table, run_simulator, summarise
     from engine.evaluation.simulator import SIM_TEXTS, SimulatorConfig
@@ -218,8 +234,8 @@ def _simulator(seeds, names, jobs, out_dir, tqdm) -> dict:
     texts = {f"v{i}": SIM_TEXTS[i] for i in range(cfg.n_variants)}
     emb = _embeddings(texts)
     with tqdm(total=seeds, desc="simulator seeds", unit="seed") as bar:
-        runs = run_simulator(emb, seeds, names, jobs=jobs, progress=bar.update)
-    best, _ = best_fixed_arm_simulator(seeds)
+        runs = run_simulator(emb, seeds, names, jobs=jobs, progress=bar.update, first_seed=first_seed)
+    best, _ = best_fixed_arm_simulator(seeds, first_seed=first_seed)
     regret = summarise(runs, "simulator", "regret")
     regret2 = summarise(runs, "simulator", "regret_second_half")
 
@@ -250,6 +266,7 @@ def _simulator(seeds, names, jobs, out_dir, tqdm) -> dict:
         "dataset": "simulator",
         "reward": "click + w*conversion",
         "seeds": seeds,
+        "first_seed": first_seed,
         "policies": policy_table(runs, "simulator", best, extra=extra),
         "best_fixed_arm": best,
         "simulator_config": cfg.model_dump(),

@@ -191,10 +191,13 @@ def run_hillstrom(
     jobs: int = 2,
     block: int = 100,
     progress: Callable[[int], None] = lambda n: None,
+    first_seed: int = 0,
 ) -> list[SeedRun]:
     _CTX["data"], _CTX["embeddings"] = data, embeddings
     _CTX["checkpoint"] = Path(".abengine/eval_partial/hillstrom.pkl")
-    tasks = [(s, list(policies), s < ope_seeds, block) for s in range(seeds)]
+    tasks = [
+        (s, list(policies), s < first_seed + ope_seeds, block) for s in range(first_seed, first_seed + seeds)
+    ]
     return run_parallel(_hillstrom_seed, tasks, jobs, progress)
 
 
@@ -205,10 +208,11 @@ def run_simulator(
     jobs: int = 2,
     config: dict[str, Any] | None = None,
     progress: Callable[[int], None] = lambda n: None,
+    first_seed: int = 0,
 ) -> list[SeedRun]:
     _CTX["sim_embeddings"] = embeddings
     _CTX["checkpoint"] = Path(".abengine/eval_partial/simulator.pkl")
-    tasks = [(s, list(policies), dict(config or {})) for s in range(seeds)]
+    tasks = [(s, list(policies), dict(config or {})) for s in range(first_seed, first_seed + seeds)]
     return run_parallel(_sim_seed, tasks, jobs, progress)
 
 
@@ -220,10 +224,12 @@ def best_fixed_arm_hillstrom(data: LoggedBandit, second_half_drift: bool = False
     return float(means.max())
 
 
-def best_fixed_arm_simulator(seeds: int, config: dict[str, Any] | None = None) -> tuple[float, float]:
+def best_fixed_arm_simulator(
+    seeds: int, config: dict[str, Any] | None = None, first_seed: int = 0
+) -> tuple[float, float]:
     """Expected reward per decision of the best fixed variant (whole run, second half), mean over seeds."""
     whole, second = [], []
-    for s in range(seeds):
+    for s in range(first_seed, first_seed + seeds):
         sim = HeterogeneousSimulator(SimulatorConfig(**(config or {})), seed=s)
         t = np.arange(sim.cfg.horizon)
         er = sim.expected_reward(sim.arrivals, t)

@@ -7,6 +7,7 @@ context texts in batches via :meth:`ContextTextEncoder.embed_pending`), and the 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -161,16 +162,20 @@ class MemorySummaryEncoder:
 
     def __init__(self, half_life: float = 10.0) -> None:
         self.half_life = half_life
+        self._w = np.zeros(0)  # recency weights, newest last, grown on demand (not per request)
 
     def encode(self, ctx: DecisionContext | None, memory: MemoryView | None) -> np.ndarray:
         out = np.zeros(self.dim, dtype=np.float32)
         if memory is None or len(memory) == 0:
             return out
         r = memory.rewards
-        w = 0.5 ** (np.arange(len(r))[::-1] / self.half_life)
-        out[0] = np.log1p(len(r)) / 5.0
-        out[1] = float(r.mean())
-        out[2] = float((w * r).sum() / w.sum())
+        n = len(r)
+        if len(self._w) < n:
+            self._w = 0.5 ** (np.arange(max(n, 64))[::-1] / self.half_life)
+        w = self._w[-n:]
+        out[0] = math.log1p(n) / 5.0
+        out[1] = float(r.sum()) / n
+        out[2] = float(w @ r) / float(w.sum())
         return out
 
 

@@ -124,10 +124,15 @@ class PerceivingAllocator(Allocator):
                 raise ValueError(f"none of the requested variants {list(allowed)} is known to this allocator")
             p = probs[[idx[v] for v in keep]]
             p = p / p.sum()
-            j = int(self.rng.choice(len(keep), p=p))
+            j = self._draw(p)
             return Choice(keep[j], float(max(p[j], 1e-12)))
-        j = int(self.rng.choice(len(probs), p=probs / probs.sum()))
-        return Choice(self.variant_ids[j], float(max(probs[j], 1e-12)))
+        p = probs / probs.sum()
+        j = self._draw(p)
+        return Choice(self.variant_ids[j], float(max(p[j], 1e-12)))
+
+    def _draw(self, p: np.ndarray) -> int:
+        """Index drawn with probabilities ``p`` (inverse CDF; ``rng.choice`` costs ~5x more per call)."""
+        return min(int(np.searchsorted(np.cumsum(p), self.rng.random(), side="right")), len(p) - 1)
 
     def update(self, rewards: Sequence[Reward]) -> None:
         mine: list[Reward] = []
