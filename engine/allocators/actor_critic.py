@@ -72,7 +72,7 @@ class ActorCriticConfig(BaseModel):
 
     gamma: float = Field(0.0, ge=0.0, lt=1.0, description="discount over a user's successive decisions")
     conversion_weight: float = Field(1.0, ge=0.0, description="w in r = click + w * conversion_value")
-    min_prob: float = Field(0.01, ge=0.0, le=0.5, description="minimum probability of every variant")
+    min_prob: float = Field(0.005, ge=0.0, le=0.5, description="minimum probability of every variant")
     temperature: float = Field(0.01, gt=0.0, description="tau: the actor tends to softmax(Q+ / tau)")
     bonus: float = Field(0.02, ge=0.0, description="kappa of the count bonus kappa / sqrt(n_v + 1)")
     count_decay: float = Field(0.9995, gt=0.0, le=1.0, description="per-decision decay of the counts n_v")
