@@ -178,11 +178,19 @@ class ResidualMemory:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cohorts": self.C.tolist(), "slots": self.slots.tolist(), "delta": self.delta.tolist()}
+        """JSON-ready (it travels in the policy snapshot): distinct cohort keys once, an id per record."""
+        used, ids = np.unique(self.cid, return_inverse=True)
+        return {
+            "cohorts": self._cohorts[used].tolist(),
+            "cohort_ids": ids.reshape(-1).tolist(),
+            "slots": self.slots.tolist(),
+            "delta": self.delta.tolist(),
+        }
 
     def load(self, d: Mapping[str, Any]) -> None:
         self.slots = np.asarray(d["slots"], np.int64)
-        self.C = np.asarray(d["cohorts"], np.float32).reshape(len(self.slots), len(self.key_dims))
+        table = np.asarray(d["cohorts"], np.float32).reshape(len(d["cohorts"]), len(self.key_dims))
+        self.C = table[np.asarray(d["cohort_ids"], np.int64)].reshape(len(self.slots), len(self.key_dims))
         self._ids, self._cohorts = {}, self._cohorts[:0]
         self.cid = self._cohort_ids(self.C)
         self.delta = np.asarray(d["delta"], np.float32)
