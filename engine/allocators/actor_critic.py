@@ -10,13 +10,13 @@ a per-variant slot and the memory reads ``m_v`` (so any number of variants, and 
 ``m_v`` are attention reads of the user's memory (:mod:`engine.memory.model`, Redis at the edge). The
 experiment's recent interactions form a second, fast memory of the critic's *errors*: the residual
 ``delta_i = r_i - Q(s_i, a_i)`` of each learned decision, read for ``(s, v)`` by attention over records of
-variant ``v`` from similar contexts (similarity = cosine of the critic's per-variant scores ``U s``, so
-features the critic ignores do not count) with a recency half-life in records:
+variant ``v`` from similar cohorts (cosine of the declared-category block of the portrait) with a recency
+half-life in records (:mod:`engine.memory.residual`):
 
     c(s, v) = shrink( sum_i w_i delta_i / (sum_i w_i + w_0) )      shrink(x) = sign(x) max(|x| - z se, 0)
 
 It is zero while the critic is right (residuals average to 0, within ``z`` standard errors) and follows a
-preference change within a few dozen decisions of the affected context, long before the slow critic has
+preference change within a few dozen decisions of the affected cohort, long before the slow critic has
 re-learned it. Both heads add it: ``Q_eff = Q + c`` and the actor's logits ``f_actor + c / tau`` (the
 actor's target ``softmax((Q_eff + bonus) / tau)`` then leaves ``f_actor`` tracking the slow part only).
 
