@@ -92,7 +92,7 @@ def main() -> None:
         [c.user_id for c in ctxs[:2048]],
         np.arange(len(S0), dtype=float),
     )
-    assert ac.residuals is not None and len(ac.residuals) == ac.config.population_memory_len
+    assert ac.residuals is not None and len(ac.residuals) == ac.config.residual_memory_len
     for c in ctxs[:200]:
         ac.choose(c, memory=mem, now=40.0)
     lat = np.empty(len(ctxs))

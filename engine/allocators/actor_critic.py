@@ -87,7 +87,7 @@ class ActorCriticConfig(BaseModel):
     proj_dim: int = Field(8, ge=2, description="dimension of projected variant/context embeddings")
     use_memory: bool = True
     user_memory_len: int = Field(32, ge=1, description="N: records kept per user")
-    population_memory_len: int = Field(
+    residual_memory_len: int = Field(
         1024, ge=1, description="records of the experiment's recent residuals (the fast memory)"
     )
     residual_halflife: float = Field(256.0, gt=0.0, description="recency half-life of residuals, in records")
@@ -217,7 +217,7 @@ class ActorCriticAllocator(PerceivingAllocator):
         self.residuals = (
             ResidualMemory(
                 self.state_dim,
-                cfg.population_memory_len,
+                cfg.residual_memory_len,
                 cfg.residual_halflife,
                 cfg.residual_sharpness,
                 cfg.residual_prior,
@@ -497,8 +497,7 @@ class ActorCriticAllocator(PerceivingAllocator):
                 self.bank.append(u, recs[i])
                 self._memory_writes.setdefault(u, []).append(recs[i])
         if self.residuals is not None and delta is not None:
-            self.residuals.append(np.asarray(S), self._slot_idx[np.asarray(a)], delta)
-            self.residuals.prepare(self._slot_idx)  # the next step's correction reads these
+            self.residuals.append(np.asarray(S), self._slot_idx[np.asarray(a)], delta)  # next read prepares
         self.updates += 1
         del K
 

@@ -69,14 +69,14 @@ class ResidualMemory:
         self.key_dims = np.zeros(0, np.int64) if key_dims is None else np.asarray(key_dims, np.int64)
         if len(self.key_dims) and (self.key_dims.min() < 0 or self.key_dims.max() >= dim):
             raise ValueError(f"key_dims must index the {dim} state dims")
-        self._K = 0
-        self.C = np.zeros((0, len(self.key_dims)), np.float32)  # cohort block of each record's state
+        self._variant_slots = np.zeros(0, np.int64)
         self.cid = np.zeros(0, np.int64)  # each record's cohort id (index into _cohorts)
         self._ids: dict[bytes, int] = {}
         self._cohorts = np.zeros((0, len(self.key_dims)), np.float32)  # distinct cohort keys, by id
         self.slots = np.zeros(0, np.int64)
         self.delta = np.zeros(0, np.float32)
         self._prepared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._stale = False  # records changed since the last prepare
         self._cache: dict[bytes, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -86,14 +86,14 @@ class ResidualMemory:
         """Add residuals of learned decisions (oldest first); keeps the last ``max_len``."""
         keep = np.isfinite(delta)
         C = np.asarray(S, np.float32)[keep][:, self.key_dims]
-        self.C = np.concatenate([self.C, C])[-self.max_len :]
         self.cid = np.concatenate([self.cid, self._cohort_ids(C)])[-self.max_len :]
         if len(self._cohorts) > 4 * self.max_len:  # forget cohorts no record refers to any more
+            current = self._cohorts[self.cid]
             self._ids, self._cohorts = {}, self._cohorts[:0]
-            self.cid = self._cohort_ids(self.C)
+            self.cid = self._cohort_ids(current)
         self.slots = np.concatenate([self.slots, np.asarray(slots, np.int64)[keep]])[-self.max_len :]
         self.delta = np.concatenate([self.delta, np.asarray(delta, np.float32)[keep]])[-self.max_len :]
-        self._prepared = None
+        self._stale = True
         self._cache = {}
 
     def _cohort_ids(self, C: np.ndarray) -> np.ndarray:
@@ -111,12 +111,14 @@ class ResidualMemory:
         return out
 
     def prepare(self, variant_slots: np.ndarray) -> None:
-        """Cache what reads share for the current variants, once per learning step or variant change (never
-        per request): records of one cohort share their kernel weight, so they are summed per cohort
-        (``sum rec``, ``sum rec delta``, ``sum rec delta^2``, ``sum rec^2`` per variant) and a read costs
-        one kernel per distinct cohort, not per record; reads are then cached per cohort."""
+        """Cache what reads share for the current variants (call when they change, and on restore, so that
+        serving never pays it): records of one cohort share their kernel weight, so they are summed per
+        cohort (``sum rec``, ``sum rec delta``, ``sum rec delta^2``, ``sum rec^2`` per variant) and a read
+        costs one kernel per distinct cohort, not per record; reads are then cached per cohort. After an
+        :meth:`append` the next read prepares again (once per learning step, not per request)."""
         n = len(self)
-        self._K = len(variant_slots)
+        self._variant_slots = np.asarray(variant_slots, np.int64)
+        self._stale = False
         self._cache = {}
         if n == 0:
             self._prepared = None
@@ -135,8 +137,10 @@ class ResidualMemory:
 
     def read(self, Sq: np.ndarray) -> np.ndarray:
         """Corrections ``c(s, v)`` (B, K) for states ``Sq`` (B, d); zeros when empty or not prepared."""
+        if self._stale:
+            self.prepare(self._variant_slots)
         if self._prepared is None:
-            return np.zeros((len(Sq), self._K))
+            return np.zeros((len(Sq), len(self._variant_slots)))
         C = np.asarray(Sq)[:, self.key_dims]
         if len(C) == 1:  # the serving path: one decision, cached per cohort until the next prepare
             tag = C.astype(np.float32).tobytes()
@@ -150,7 +154,7 @@ class ResidualMemory:
 
     def _read(self, C: np.ndarray) -> np.ndarray:
         keys, ok, agg = self._prepared  # type: ignore[misc]
-        K = self._K
+        K = len(self._variant_slots)
         q, qok = _unit(C.astype(np.float64))
         sim = np.where(qok[:, None] & ok[None, :], q @ keys.T, 1.0)  # no declared category: all alike
         kern = np.exp(self.sharpness * (sim - 1.0))  # (B, cohorts)
@@ -190,8 +194,7 @@ class ResidualMemory:
     def load(self, d: Mapping[str, Any]) -> None:
         self.slots = np.asarray(d["slots"], np.int64)
         table = np.asarray(d["cohorts"], np.float32).reshape(len(d["cohorts"]), len(self.key_dims))
-        self.C = table[np.asarray(d["cohort_ids"], np.int64)].reshape(len(self.slots), len(self.key_dims))
         self._ids, self._cohorts = {}, self._cohorts[:0]
-        self.cid = self._cohort_ids(self.C)
+        self.cid = self._cohort_ids(table[np.asarray(d["cohort_ids"], np.int64)])
         self.delta = np.asarray(d["delta"], np.float32)
-        self._prepared = None
+        self._stale = True
