@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from engine.metrics import Sensor
 from engine.serving import align_variants, fresh_allocator
-from engine.store.ledger import RewardLedger
+from engine.store.ledger import RewardLedger, stream_id_key
 from engine.store.policies import PolicyStore
 from engine.types import Allocator
 from schemas import Experiment
@@ -95,16 +95,32 @@ class LearnerPool:
         if experiment is None:
             return None
         stored = await self.policies.load(experiment_id)
+        learner = None
         if stored is not None and stored.snapshot.get("allocator") == experiment.allocator:
             from engine.allocators import restore_allocator
 
-            allocator = await asyncio.to_thread(
-                lambda: align_variants(restore_allocator(stored.snapshot, seed=experiment.seed), experiment)
-            )
-            learner = Learner(experiment_id, allocator, cursor=stored.cursor, saved_cursor=stored.cursor)
-        else:  # building may embed variant texts: off the event loop
+            try:
+                allocator = await asyncio.to_thread(
+                    lambda: align_variants(
+                        restore_allocator(stored.snapshot, seed=experiment.seed), experiment
+                    )
+                )
+                learner = Learner(experiment_id, allocator, cursor=stored.cursor, saved_cursor=stored.cursor)
+            except Exception as exc:  # e.g. a snapshot an older release wrote in another format
+                log.error(
+                    "stored policy of %s cannot be restored (%s: %s); rebuilding it from its reward stream",
+                    experiment_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                self.sensor.on_policy_rebuilt(experiment_id)
+        if learner is None:  # building may embed variant texts: off the event loop
             learner = Learner(experiment_id, await asyncio.to_thread(fresh_allocator, experiment))
         replayed = await learner.catch_up(self.ledger)
+        if stored is not None and stream_id_key(learner.cursor) < stream_id_key(stored.cursor):
+            # a rebuild found no reward after the stored cursor (the stream was trimmed before it): continue
+            # from there, or the snapshot fence would refuse every save of the rebuilt policy
+            learner.cursor = stored.cursor
         self.learners[experiment_id] = learner
         log.info(
             "learning %s from cursor %s (%d rewards replayed)", experiment_id, learner.cursor, learner.applied

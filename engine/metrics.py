@@ -38,6 +38,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "abengine_generation_latency_seconds",
     "abengine_generation_dropped_total",
     "abengine_generation_failures_total",
+    "abengine_policy_rebuilds_total",
 )
 
 REJECT_REASONS = ("invalid", "late", "unmatched", "duplicate", "foreign_allocator", "repeat")
@@ -61,6 +62,7 @@ class Sensor:
     def on_generation(self, backend: str, outcome: str, seconds: float) -> None: ...
     def on_generation_dropped(self, reason: str, n: int) -> None: ...
     def on_generation_failure(self, reason: str) -> None: ...
+    def on_policy_rebuilt(self, experiment: str) -> None: ...
 
 
 class PrometheusSensor(Sensor):
@@ -127,6 +129,12 @@ class PrometheusSensor(Sensor):
         )
         self.policy_version = Gauge(
             "abengine_policy_version", "Version of the policy served.", ["experiment"], registry=r
+        )
+        self.policy_rebuilds = Counter(
+            "abengine_policy_rebuilds",
+            "Stored policies that could not be restored (e.g. an older snapshot format) and were rebuilt "
+            "from the experiment's reward stream (the log names the experiment).",
+            registry=r,
         )
         self.redis_degraded = Gauge("abengine_redis_degraded", "1 while Redis is unreachable.", registry=r)
         self.generation = Counter(
@@ -202,6 +210,9 @@ class PrometheusSensor(Sensor):
 
     def on_generation_failure(self, reason: str) -> None:
         self.generation_failures.labels(reason).inc()
+
+    def on_policy_rebuilt(self, experiment: str) -> None:
+        self.policy_rebuilds.inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

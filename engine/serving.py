@@ -114,10 +114,20 @@ class ServingState:
                 log.exception("could not load the policy of %s", exp_id)
 
     def _build(self, experiment: Experiment, stored: StoredPolicy | None) -> Allocator:
-        allocator = (
-            restore_allocator(stored.snapshot, seed=self.seed) if stored else fresh_allocator(experiment)
-        )
-        return align_variants(allocator, experiment)
+        allocator = None
+        if stored is not None:
+            try:
+                allocator = restore_allocator(stored.snapshot, seed=self.seed)
+            except Exception as exc:  # e.g. an older snapshot format: serve a fresh policy meanwhile
+                # (the experiment's learner rebuilds the policy from the reward stream and publishes it)
+                log.error(
+                    "the stored policy of %s cannot be restored (%s: %s); serving a fresh one",
+                    experiment.id,
+                    type(exc).__name__,
+                    exc,
+                )
+                self.sensor.on_policy_rebuilt(experiment.id)
+        return align_variants(allocator or fresh_allocator(experiment), experiment)
 
     async def upsert(self, experiment: Experiment, allocator: Allocator | None = None) -> None:
         """Make an experiment this worker just wrote servable at once (allocators built off the loop;

@@ -118,6 +118,13 @@ def test_snapshot_restore_roundtrip_is_json_and_identical() -> None:
     assert copy.version == ac.version and copy.updates == ac.updates
 
 
+def test_snapshot_of_another_format_is_refused_by_name() -> None:
+    snap = _ac().snapshot()
+    del snap["format"]  # what releases before numbered formats wrote
+    with pytest.raises(ValueError, match="snapshot format 1; this release reads 2"):
+        ActorCriticAllocator.restore(snap)
+
+
 def test_cold_start_variant_and_min_prob_guard() -> None:
     ac = _ac(min_prob=0.1)
     _train_contextual(ac, steps=5)

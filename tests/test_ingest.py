@@ -155,6 +155,48 @@ async def test_another_worker_recovers_the_same_learning_state(client: aioredis.
     assert total == 25  # 20 impressions + 5 trials implied by clicks on decisions 20..28 (even)
 
 
+async def test_an_unrestorable_snapshot_is_rebuilt_from_the_reward_stream(client: aioredis.Redis) -> None:
+    # e.g. a snapshot an older release wrote in another format: the new owner must not stop learning the
+    # experiment (every later batch would fail); it rebuilds the policy from the stream and says so
+    first = Worker(client)
+    await first.ingestor.ingest_decisions([decision_rec(i, "ab"[i % 2], i) for i in range(10)])
+    await first.ingestor.ingest_events([event_rec("impression", f"i{i}", f"d{i}", i) for i in range(10)])
+    await first.ingestor.ingest_events(
+        [event_rec("click", f"c{i}", f"d{i}", 20 + i) for i in range(0, 10, 3)]
+    )
+    await first.learners.flush(force=True)
+    counts = {
+        v: (s["trials"], s["clicks"]) for v, s in first.learners.learners["x"].allocator.summary().items()
+    }
+    stored = await first.policies.load("x")
+    assert stored is not None
+    broken = {"allocator": "thompson", "version": 99, "layout": "from another release"}
+    await first.policies.redis.hset(first.policies.keys.policy("x"), "snapshot", json.dumps(broken))
+
+    second = Worker(client)
+    learner = await second.learners.get("x")
+    assert learner is not None  # every reward relearned, once:
+    assert {v: (s["trials"], s["clicks"]) for v, s in learner.allocator.summary().items()} == counts
+    assert learner.cursor == stored.cursor
+    assert b"abengine_policy_rebuilds_total 1.0" in second.sensor.exposition()
+    assert await second.learners.flush(force=True) == 1  # the rebuilt policy replaces the broken one
+    again = await second.policies.load("x")
+    assert again is not None and again.snapshot.get("layout") is None
+
+
+async def test_serving_answers_with_a_fresh_policy_when_the_stored_one_cannot_be_restored(
+    client: aioredis.Redis,
+) -> None:
+    from engine.serving import ServingState
+
+    w = Worker(client)
+    assert await w.policies.save("x", {"allocator": "thompson", "version": 3}, "1-0")
+    serving = ServingState(ExperimentStore(client, Keys()), w.policies, w.sensor)
+    await serving.refresh()
+    assert "x" in serving.experiments and serving.allocators["x"].variant_ids == ["a", "b"]
+    assert b"abengine_policy_rebuilds_total 1.0" in w.sensor.exposition()
+
+
 async def test_stale_owner_cannot_overwrite_a_newer_snapshot(client: aioredis.Redis) -> None:
     old, new = Worker(client), Worker(client)
     await old.ingestor.ingest_decisions([decision_rec(i, "a", i) for i in range(4)])

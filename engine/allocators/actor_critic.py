@@ -554,12 +554,18 @@ class ActorCriticAllocator(PerceivingAllocator):
         }
 
     # --- snapshot / restore --------------------------------------------------------------------------------
+    #: Bumped whenever the snapshot's layout changes (2: the residual memory replaced the population
+    #: memory). A snapshot of another format is refused with a clear error; the learner then rebuilds
+    #: the policy from the reward stream (engine/learner.py).
+    SNAPSHOT_FORMAT = 2
+
     def snapshot(self) -> dict[str, Any]:
         buf = io.BytesIO()
         torch.save({k: v.detach().clone() for k, v in self.net.p.items()}, buf)
         return {
             **self._base_snapshot(),
             "allocator": self.name,
+            "format": self.SNAPSHOT_FORMAT,
             "config": self.config.model_dump(),
             "variants": self.variants.to_dict(),
             "slots": dict(self.slots),
@@ -575,6 +581,11 @@ class ActorCriticAllocator(PerceivingAllocator):
     def restore(
         cls, snapshot: Mapping[str, Any], *, seed: int | None = None, embedder: TextEmbedder | None = None
     ) -> Self:
+        found = snapshot.get("format", 1)  # snapshots before formats were numbered are format 1
+        if found != cls.SNAPSHOT_FORMAT:
+            raise ValueError(
+                f"actor-critic snapshot format {found}; this release reads {cls.SNAPSHOT_FORMAT}"
+            )
         variants = VariantEncoder.from_dict(snapshot["variants"])
         obj = cls(
             snapshot["variant_ids"],
