@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from engine.metrics import Sensor
-from engine.serving import align_variants, fresh_allocator
+from engine.serving import align_variants, fresh_allocator, restore_or_none
 from engine.store.ledger import RewardLedger, stream_id_key
 from engine.store.policies import PolicyStore
 from engine.types import Allocator
@@ -97,29 +97,18 @@ class LearnerPool:
         stored = await self.policies.load(experiment_id)
         learner = None
         if stored is not None and stored.snapshot.get("allocator") == experiment.allocator:
-            from engine.allocators import restore_allocator
-
-            try:
-                allocator = await asyncio.to_thread(
-                    lambda: align_variants(
-                        restore_allocator(stored.snapshot, seed=experiment.seed), experiment
-                    )
-                )
+            restored = await asyncio.to_thread(
+                restore_or_none, stored, experiment.seed, experiment_id, self.sensor
+            )
+            if restored is not None:
+                allocator = await asyncio.to_thread(align_variants, restored, experiment)
                 learner = Learner(experiment_id, allocator, cursor=stored.cursor, saved_cursor=stored.cursor)
-            except Exception as exc:  # e.g. a snapshot an older release wrote in another format
-                log.error(
-                    "stored policy of %s cannot be restored (%s: %s); rebuilding it from its reward stream",
-                    experiment_id,
-                    type(exc).__name__,
-                    exc,
-                )
-                self.sensor.on_policy_rebuilt(experiment_id)
         if learner is None:  # building may embed variant texts: off the event loop
             learner = Learner(experiment_id, await asyncio.to_thread(fresh_allocator, experiment))
         replayed = await learner.catch_up(self.ledger)
         if stored is not None and stream_id_key(learner.cursor) < stream_id_key(stored.cursor):
-            # a rebuild found no reward after the stored cursor (the stream was trimmed before it): continue
-            # from there, or the snapshot fence would refuse every save of the rebuilt policy
+            # a fresh learner replayed a stream that ends before the stored cursor (e.g. the stream expired or
+            # was deleted): continue from there, or the snapshot fence would refuse every save of it
             learner.cursor = stored.cursor
         self.learners[experiment_id] = learner
         log.info(

@@ -132,8 +132,9 @@ class PrometheusSensor(Sensor):
         )
         self.policy_rebuilds = Counter(
             "abengine_policy_rebuilds",
-            "Stored policies that could not be restored (e.g. an older snapshot format) and were rebuilt "
-            "from the experiment's reward stream (the log names the experiment).",
+            "Stored policies that could not be restored (e.g. an older snapshot format) and were started "
+            "afresh: by serving meanwhile, and by the learner, which replays the reward stream into it "
+            "(the log names the experiment).",
             registry=r,
         )
         self.redis_degraded = Gauge("abengine_redis_degraded", "1 while Redis is unreachable.", registry=r)

@@ -62,6 +62,26 @@ def align_variants(allocator: Allocator, experiment: Experiment) -> Allocator:
     return allocator
 
 
+def restore_or_none(
+    stored: StoredPolicy, seed: int | None, experiment_id: str, sensor: Sensor
+) -> Allocator | None:
+    """The stored policy, or None (logged and counted) when it cannot be restored, e.g. a snapshot an older
+    release wrote in another format: callers start from a fresh policy, which the experiment's learner
+    fills by replaying the reward stream, instead of failing every batch or decide of the experiment."""
+    try:
+        return restore_allocator(stored.snapshot, seed=seed)
+    except Exception as exc:
+        log.error(
+            "stored policy of %s cannot be restored (%s: %s); starting from a fresh one (the learner "
+            "replays the reward stream into it)",
+            experiment_id,
+            type(exc).__name__,
+            exc,
+        )
+        sensor.on_policy_rebuilt(experiment_id)
+        return None
+
+
 def realigned(allocator: Allocator, experiment: Experiment) -> Allocator:
     """A copy of a serving allocator with the experiment's new variants (the original keeps serving
     while the copy is built in a thread, then replaces it)."""
@@ -114,19 +134,7 @@ class ServingState:
                 log.exception("could not load the policy of %s", exp_id)
 
     def _build(self, experiment: Experiment, stored: StoredPolicy | None) -> Allocator:
-        allocator = None
-        if stored is not None:
-            try:
-                allocator = restore_allocator(stored.snapshot, seed=self.seed)
-            except Exception as exc:  # e.g. an older snapshot format: serve a fresh policy meanwhile
-                # (the experiment's learner rebuilds the policy from the reward stream and publishes it)
-                log.error(
-                    "the stored policy of %s cannot be restored (%s: %s); serving a fresh one",
-                    experiment.id,
-                    type(exc).__name__,
-                    exc,
-                )
-                self.sensor.on_policy_rebuilt(experiment.id)
+        allocator = restore_or_none(stored, self.seed, experiment.id, self.sensor) if stored else None
         return align_variants(allocator or fresh_allocator(experiment), experiment)
 
     async def upsert(self, experiment: Experiment, allocator: Allocator | None = None) -> None:

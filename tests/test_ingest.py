@@ -184,6 +184,20 @@ async def test_an_unrestorable_snapshot_is_rebuilt_from_the_reward_stream(client
     assert again is not None and again.snapshot.get("layout") is None
 
 
+async def test_a_rebuilt_learner_never_goes_behind_the_stored_cursor(client: aioredis.Redis) -> None:
+    # the stored policy is unreadable and its cursor is past the end of the stream (the stream expired):
+    # the rebuilt learner continues from the stored cursor, so the snapshot fence accepts its saves
+    w = Worker(client)
+    await w.ingestor.ingest_decisions([decision_rec(i, "a", i) for i in range(3)])
+    await w.ingestor.ingest_events([event_rec("impression", f"i{i}", f"d{i}", i) for i in range(3)])
+    ahead = "9999999999999-0"
+    assert await w.policies.save("x", {"allocator": "thompson", "version": 7}, ahead)
+    w.learners.learners.clear()
+    learner = await w.learners.get("x")
+    assert learner is not None and learner.cursor == ahead
+    assert await w.learners.flush(force=True) == 1 and "x" in w.learners.learners
+
+
 async def test_serving_answers_with_a_fresh_policy_when_the_stored_one_cannot_be_restored(
     client: aioredis.Redis,
 ) -> None:
