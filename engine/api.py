@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -295,9 +295,20 @@ async def generate(request: web.Request) -> web.Response:
     from engine.generation.service import GenerationUnavailable
 
     req = parse(GenerationRequest, await request.read())
+    if req.test_top_k is not None and runtime.ranker is None:  # say so before spending the LLM's time
+        raise ApiError(
+            503,
+            "ranker_unavailable",
+            "test_top_k needs the content ranker, which is still loading or not installed",
+            [{"field": "test_top_k", "message": "content ranker unavailable"}],
+        )
 
-    async def add(experiment_id: str, candidates: Any) -> list[str]:
-        return await runtime.add_variants(experiment_id, [c.text for c in candidates])
+    async def add(experiment_id: str, candidates: Sequence[Any]) -> list[Any]:
+        chosen, updates = await _prioritized(runtime, req, candidates)
+        ids = await runtime.add_variants(experiment_id, [candidates[i].text for i in chosen])
+        for i, vid in zip(chosen, ids, strict=True):
+            updates[i]["variant_id"] = vid
+        return [c.model_copy(update=u) for c, u in zip(candidates, updates, strict=True)]
 
     try:
         result = await runtime.generation.generate(req, experiment_id=exp.id, add_variants=add)
@@ -311,6 +322,22 @@ async def generate(request: web.Request) -> web.Response:
     except ValidationError as exc:  # adding would break the experiment's bounds (e.g. too many variants)
         raise validation_error(exc) from None
     return json_response(result.model_dump(mode="json"))
+
+
+async def _prioritized(
+    runtime: Runtime, req: Any, candidates: Sequence[Any]
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """Indices of the candidates to add (all, or the ranker's test_top_k by MMR) and per-candidate fields."""
+    updates: list[dict[str, Any]] = [{} for _ in candidates]
+    if req.test_top_k is None:
+        return list(range(len(candidates))), updates
+    variants = [(str(i), c.text) for i, c in enumerate(candidates)]
+    for vid, score in await ranker_call(runtime, "rank", variants):
+        updates[int(vid)]["ranker_score"] = round(score, 6)
+    picks = await ranker_call(runtime, "prioritize", variants, req.test_top_k, req.diversity)
+    for p in picks:
+        updates[int(p["variant_id"])]["test_priority"] = p["pick"]
+    return [int(p["variant_id"]) for p in picks], updates
 
 
 # --- content ranking (engine/ranker) ---------------------------------------------------------------

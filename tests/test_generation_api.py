@@ -76,6 +76,56 @@ async def test_generate_and_add_as_variants(
                 assert 'abengine_generation_requests_total{backend="vllm",outcome="ok"}' in metrics
 
 
+@pytest.mark.slow
+async def test_test_top_k_adds_only_the_candidates_the_ranker_would_test_first(
+    services: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Generate N, add K: the content ranker's MMR picks (real ranker artifact and MiniLM)."""
+    async with OpenAIServer() as sidecar:
+        _env(monkeypatch, sidecar.url)
+        with serve_api(Settings(topic_partitions=1), *services) as (url, _):
+            async with httpx.AsyncClient(timeout=60) as http:
+                assert (await http.post(f"{url}/v1/experiments", json=SPEC)).status_code == 201
+                deadline = time.monotonic() + 180
+                while (await http.get(f"{url}/v1/experiments/gen/ranking")).status_code == 503:
+                    assert time.monotonic() < deadline, "ranker did not load"
+                    await asyncio.sleep(0.5)
+                body = {**REQUEST, "n": 4, "add_as_variants": True, "test_top_k": 2, "diversity": 0.0}
+                r = await http.post(f"{url}/v1/experiments/gen/generate", json=body)
+                assert r.status_code == 200, r.text
+                cands = r.json()["candidates"]
+                assert len(cands) >= 3  # the stub sidecar writes distinct candidates
+                picked = sorted((c for c in cands if c["test_priority"]), key=lambda c: c["test_priority"])
+                assert [c["test_priority"] for c in picked] == [1, 2]
+                assert all(c["variant_id"] for c in picked)
+                assert not any(c["variant_id"] for c in cands if not c["test_priority"])
+                # diversity 0: the picks are the two best predicted scores
+                best = sorted(cands, key=lambda c: -c["ranker_score"])[:2]
+                assert [c["text"] for c in picked] == [c["text"] for c in best]
+                exp = (await http.get(f"{url}/v1/experiments/gen")).json()["experiment"]
+                assert {v["id"] for v in exp["variants"]} == {"a", "b", *(c["variant_id"] for c in picked)}
+
+
+async def test_test_top_k_without_adding_or_without_the_ranker_is_refused_by_name(
+    services: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _env(monkeypatch, f"http://127.0.0.1:{free_port()}")  # never reached: both refusals come first
+    with serve_api(Settings(topic_partitions=1, ranker_enabled=False), *services) as (url, _):
+        async with httpx.AsyncClient(timeout=30) as http:
+            assert (await http.post(f"{url}/v1/experiments", json=SPEC)).status_code == 201
+            r = await http.post(f"{url}/v1/experiments/gen/generate", json={**REQUEST, "test_top_k": 2})
+            assert r.status_code == 422 and "add_as_variants" in r.text, r.text
+            r = await http.post(
+                f"{url}/v1/experiments/gen/generate",
+                json={**REQUEST, "test_top_k": 2, "add_as_variants": True},
+            )
+            assert r.status_code == 503, r.text
+            err = r.json()["error"]
+            assert err["code"] == "ranker_unavailable" and err["fields"][0]["field"] == "test_top_k"
+            exp = (await http.get(f"{url}/v1/experiments/gen")).json()["experiment"]
+            assert {v["id"] for v in exp["variants"]} == {"a", "b"}  # nothing added
+
+
 async def test_sidecar_down_is_a_quick_503_and_decide_is_unaffected(
     services: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

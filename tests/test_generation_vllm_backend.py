@@ -288,9 +288,9 @@ async def test_concurrency_limit_caps_requests_in_flight() -> None:
 async def test_add_as_variants_hook_gets_accepted_candidates() -> None:
     added: list[tuple[str, list[str]]] = []
 
-    async def add_variants(experiment_id: str, candidates: list) -> list[str]:  # type: ignore[type-arg]
+    async def add_variants(experiment_id: str, candidates: list) -> list:  # type: ignore[type-arg]
         added.append((experiment_id, [c.text for c in candidates]))
-        return [f"gen-{i}" for i in range(len(candidates))]
+        return [c.model_copy(update={"variant_id": f"gen-{i}"}) for i, c in enumerate(candidates)]
 
     async with OpenAIServer() as server:
         service = service_for(backend_for(server.url))

@@ -90,6 +90,27 @@ def test_rankers_recover_planted_signal_out_of_fold(fitter) -> None:
     assert rep["top1"] > rep["top1_random"] + 0.1
 
 
+def test_paper_ranker_on_layer_means_uses_the_sentence_block_only() -> None:
+    """Algorithm 1 stays paper-faithful on the 2,688-d features: the same fit as on the sentence embedding."""
+    from engine.embeddings import LAYER_MEANS_DIM, SENTENCE_BLOCK
+
+    exps, embed = synthetic(60)
+    arms = ArmTable.build(exps, embed)
+    rng = np.random.default_rng(3)
+    wide = rng.normal(size=(len(arms.texts), LAYER_MEANS_DIM))  # other blocks: noise the fit must ignore
+    wide[:, SENTENCE_BLOCK] = arms.E
+    wide_arms = ArmTable(
+        arms.texts, wide, arms.S, arms.ctr, arms.impressions, arms.clicks, arms.group, arms.test
+    )
+    narrow = PaperRanker(q=10).fit(arms, arms.E.mean(axis=0))
+    scorer = PaperRanker(q=10).fit(wide_arms, wide.mean(axis=0))
+    outside = np.ones(LAYER_MEANS_DIM, dtype=bool)
+    outside[SENTENCE_BLOCK] = False
+    assert not scorer.w_emb[outside].any()
+    assert np.allclose(scorer.w_emb[SENTENCE_BLOCK], narrow.w_emb)
+    assert np.allclose(scorer.score(wide), narrow.score(arms.E))
+
+
 def test_pairwise_fit_is_deterministic() -> None:
     exps, embed = synthetic(60)
     arms = ArmTable.build(exps, embed)

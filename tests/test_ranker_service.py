@@ -153,6 +153,21 @@ def test_artifact_round_trip(art: RankerArtifact, tmp_path: Path) -> None:
         RankerArtifact.load(tmp_path / "missing.npz")
 
 
+def test_an_artifact_of_another_format_is_refused_with_the_fix(art: RankerArtifact, tmp_path: Path) -> None:
+    """A format-1 artifact scored 384-d sentence embeddings: loading it must say to retrain, not mis-score."""
+    import json
+
+    path = art.save(tmp_path / "r.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(str(arrays["header"]))
+    header["format"] = 1
+    arrays["header"] = np.array(json.dumps(header))
+    np.savez_compressed(tmp_path / "old.npz", **arrays)
+    with pytest.raises(ValueError, match=r"format 1 != 2.*ranker train"):
+        RankerArtifact.load(tmp_path / "old.npz")
+
+
 def test_sign_constrained_lasso_recovers_planted_impacts(art: RankerArtifact) -> None:
     beta_prime = art.V.T @ art.beta2
     beta2, lam = impact_coefficients(beta_prime, art.V)

@@ -2,7 +2,8 @@
 
     HF_HUB_OFFLINE=1 FOLDS=0,1,2 .venv/bin/python docs/experiments/ranker_finetune_probe.py
 
-Not part of the engine: the experiment behind the fine-tuning numbers in docs/RANKER.md. For each
+Not part of the engine: the experiment behind the fine-tuning numbers in docs/RANKER.md (it predates
+the layer-means features and works on the 384-d sentence embedding alone). For each
 outer fold of the same grouped 5-fold split as ``abengine ranker cv`` (seed 0), it
 
 1. fits the pairwise ranker (q = 100, C = 0.1, fixed: no inner selection) on frozen embeddings;
@@ -29,9 +30,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engine.ranker.cli import _embedder
 from engine.ranker.cv import evaluate_scorer, fold_indices
 from engine.ranker.data import load_experiments
+from engine.ranker.embedding_cache import minilm_cache
 from engine.ranker.metrics import PerExperiment, paired_comparison, summarize
 from engine.ranker.models import ArmTable, PairwiseRanker, pair_z, within_pairs
 from engine.ranker.train import reference_mean
@@ -89,7 +90,7 @@ def main() -> None:
     epochs, lr = float(os.environ.get("EPOCHS", "1")), float(os.environ.get("LR", "2e-5"))
     batch = int(os.environ.get("BATCH", "32"))
     exps = load_experiments(DATA).experiments
-    arms = ArmTable.build(exps, _embedder(progress=False))
+    arms = ArmTable.build(exps, minilm_cache().encode)  # the 384-d sentence embedding it fine-tunes
     fitter = PairwiseRanker(q=100, C=0.1)
     folds = fold_indices(exps, 5, 0)
     frozen: dict[int, PerExperiment] = {}

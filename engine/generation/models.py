@@ -97,6 +97,17 @@ class GenerationRequest(_Strict):
         None, description="Prompt template version (a file in engine/generation/prompts); default newest."
     )
     add_as_variants: bool = Field(False, description="Add accepted candidates to the experiment as variants.")
+    test_top_k: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="With add_as_variants: add only the K candidates the content ranker would test first "
+        "(predicted score balanced with diversity by maximal marginal relevance); the rest are returned, "
+        "not added.",
+    )
+    diversity: float = Field(
+        0.3, ge=0.0, le=1.0, description="Weight of diversity against predicted score for test_top_k."
+    )
 
     @field_validator("attributes")
     @classmethod
@@ -107,6 +118,8 @@ class GenerationRequest(_Strict):
     def _lengths_consistent(self) -> GenerationRequest:
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})")
+        if self.test_top_k is not None and not self.add_as_variants:
+            raise ValueError("test_top_k chooses which candidates to add: it needs add_as_variants")
         return self
 
 
@@ -128,6 +141,12 @@ class Candidate(_Strict):
     provenance: Provenance
     similarity_to_base: float = Field(description="Cosine similarity of its embedding to the base copy's.")
     variant_id: str | None = Field(None, description="Id of the variant it became, when it was added.")
+    ranker_score: float | None = Field(
+        None, description="The content ranker's relative score (test_top_k only; compare within one call)."
+    )
+    test_priority: int | None = Field(
+        None, description="Pick order among the test_top_k candidates added (1 = first); None if not picked."
+    )
 
 
 class GenerationResult(_Strict):

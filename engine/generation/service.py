@@ -25,7 +25,8 @@ from engine.generation.models import Candidate, GenerationRequest, GenerationRes
 from engine.generation.validation import EmbedFn, lexical_embedder
 
 #: Adds accepted candidates to an experiment; returns the new variant ids in the same order.
-AddVariants = Callable[[str, Sequence[Candidate]], Awaitable[Sequence[str]]]
+#: Adds (some of) the candidates to the experiment; returns every candidate, those added with their variant_id
+AddVariants = Callable[[str, Sequence[Candidate]], Awaitable[Sequence[Candidate]]]
 
 
 class GenerationUnavailable(Exception):
@@ -101,15 +102,10 @@ class GenerationService:
         for reason, count in result.dropped.items():
             self.sensor.dropped(reason, count)
         if request.add_as_variants and add_variants is not None and experiment_id and result.candidates:
-            ids = await add_variants(experiment_id, result.candidates)
-            result = result.model_copy(
-                update={
-                    "candidates": [
-                        c.model_copy(update={"variant_id": vid})
-                        for c, vid in zip(result.candidates, ids, strict=True)
-                    ]
-                }
-            )
+            candidates = list(await add_variants(experiment_id, result.candidates))
+            if len(candidates) != len(result.candidates):
+                raise RuntimeError("add_variants must return every candidate, in order")
+            result = result.model_copy(update={"candidates": candidates})
         self.sensor.observed(time.perf_counter() - started, "ok" if result.candidates else "empty")
         return result
 

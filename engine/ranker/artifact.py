@@ -19,7 +19,8 @@ import numpy as np
 
 from engine.ranker.models import LinearScorer
 
-FORMAT_VERSION = 1
+#: 2: scores and attribute directions live in MiniLM layer means (2,688-d); 1 was the 384-d sentence embedding
+FORMAT_VERSION = 2
 #: The repository root (defaults work from any working directory).
 _REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ARTIFACT = _REPO / "data" / "ranker" / "ranker.npz"
@@ -100,7 +101,10 @@ class RankerArtifact:
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(str(z["header"]))
             if header.get("format") != FORMAT_VERSION:
-                raise ValueError(f"{path}: artifact format {header.get('format')} != {FORMAT_VERSION}")
+                raise ValueError(
+                    f"{path}: artifact format {header.get('format')} != {FORMAT_VERSION}; "
+                    "rebuild it with `abengine ranker train`"
+                )
             scorer = LinearScorer(
                 header["scorer_name"],
                 z["mu"].astype(np.float64),

@@ -42,9 +42,10 @@ def _load(path: Path) -> ExperimentSet:
 
 
 def _embedder(progress: bool) -> Callable[[Any], np.ndarray]:
-    from engine.ranker.embedding_cache import minilm_cache
+    """The ranker's features (MiniLM layer means), from the disk cache, new texts embedded in one batch."""
+    from engine.ranker.embedding_cache import layer_means_cache
 
-    return minilm_cache(show_progress=progress).encode
+    return layer_means_cache(show_progress=progress).encode
 
 
 def _stepper(bar: Any) -> Callable[[str], None]:
@@ -291,10 +292,10 @@ def simulate(
     from tqdm import tqdm
 
     from engine.ranker.cv import fold_indices
-    from engine.ranker.models import ArmTable, PairwiseRanker
+    from engine.ranker.models import ArmTable
     from engine.ranker.simulate import SimConfig
     from engine.ranker.simulate import simulate as run_sim
-    from engine.ranker.train import calibrate_kappa, out_of_fold_scores, reference_mean
+    from engine.ranker.train import PAIRWISE_GRID, calibrate_kappa, out_of_fold_scores, reference_mean
 
     exps = _load(data).experiments
     cfg = SimConfig(horizon=horizon, reps=reps, strength=strength, seed=seed)
@@ -304,7 +305,7 @@ def simulate(
     train_exps = [exps[i] for i in train_idx]
     test_exps = [exps[i] for i in held]
     embed = _embedder(progress=False)
-    fitter = PairwiseRanker(q=100, C=0.1)
+    fitter = PAIRWISE_GRID[0]  # the point the inner CV picks most often, fixed to keep the run short
     with _threads(threads):
         tr = ArmTable.build(train_exps, embed)
         scorer = fitter.fit(tr, reference_mean(tr.E))

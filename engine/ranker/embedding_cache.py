@@ -1,4 +1,4 @@
-"""A disk cache of sentence embeddings keyed by model name and text hash.
+"""A disk cache of text embeddings keyed by model (or view) name and text hash.
 
 Embedding the ~18k archive headlines with MiniLM takes minutes on a laptop CPU;
 training, CV and evaluation all need them, so they are computed once and kept
@@ -37,7 +37,7 @@ class EmbeddingCache:
     ) -> None:
         self.model_name = model_name
         self._encode_fn = encode_fn
-        slug = model_name.replace("/", "__")
+        slug = model_name.replace("/", "__").replace(":", "__")
         self.path = Path(cache_dir) / f"embeddings-{slug}.npz"
         self._lock = threading.Lock()
         self._index: dict[str, int] = {}
@@ -79,7 +79,7 @@ class EmbeddingCache:
 
 
 def minilm_cache(cache_dir: Path = DEFAULT_CACHE_DIR, show_progress: bool = False) -> EmbeddingCache:
-    """The MiniLM cache backed by the process-wide :func:`engine.embeddings.default_embedder`."""
+    """The MiniLM sentence-embedding cache backed by :func:`engine.embeddings.default_embedder`."""
     from engine.embeddings import MODEL_NAME
 
     def _encode(texts: Sequence[str]) -> np.ndarray:
@@ -88,3 +88,15 @@ def minilm_cache(cache_dir: Path = DEFAULT_CACHE_DIR, show_progress: bool = Fals
         return default_embedder().encode(texts, show_progress=show_progress)
 
     return EmbeddingCache(MODEL_NAME, _encode, cache_dir)
+
+
+def layer_means_cache(cache_dir: Path = DEFAULT_CACHE_DIR, show_progress: bool = False) -> EmbeddingCache:
+    """The cache of MiniLM layer means (the ranker's features, 2,688-d), same process-wide model."""
+    from engine.embeddings import LAYER_MEANS_NAME
+
+    def _encode(texts: Sequence[str]) -> np.ndarray:
+        from engine.embeddings import default_embedder
+
+        return default_embedder().encode_layers(texts, show_progress=show_progress)
+
+    return EmbeddingCache(LAYER_MEANS_NAME, _encode, cache_dir)

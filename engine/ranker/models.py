@@ -1,17 +1,20 @@
 """Rankers: linear scoring functions of headline embeddings (and style), fitted within experiments.
 
-Every ranker here ends as one :class:`LinearScorer`: ``score(t) = (φ(t) − μ)·w + z(style(t))·b``.
+Every ranker here ends as one :class:`LinearScorer`: ``score(t) = (φ(t) − μ)·w + z(style(t))·b``,
+φ(t) the text's MiniLM *layer means* (:meth:`engine.embeddings.Embedder.encode_layers`: the
+mean-pooled state of each of the 7 layers, the last block being the sentence embedding).
 Scores are only meaningful *relative to other arms of the same experiment*:
 all fitting removes experiment fixed effects, so no absolute CTR is ever predicted.
 
-* :class:`PaperRanker` — Algorithm 1 of the experimentation-accelerator method:
-  centre MiniLM embeddings on a reference corpus mean μ, PCA to q components,
-  ridge-regularised least squares of CTR on the components after within-experiment
-  demeaning (fixed effects). ``w = Πᵀβ̂`` re-expresses it in embedding space.
+* :class:`PaperRanker` — Algorithm 1 of the experimentation-accelerator method, on the
+  sentence embedding alone (φ's last block): centre on a reference corpus mean μ, PCA to q
+  components, ridge-regularised least squares of CTR on the components after
+  within-experiment demeaning (fixed effects). ``w = Πᵀβ̂`` re-expresses it in embedding space
+  (zero on the other blocks).
 * :class:`PairwiseRanker` — the improvement kept by grouped CV: a pairwise
   logistic (RankNet-style, linear) objective on within-experiment pairs of arms,
   each pair weighted by how surely its order was measured (z-statistic of the
-  CTR difference, capped), on PCA components plus standardized style features.
+  CTR difference, capped), on PCA components of all of φ plus standardized style features.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression, Ridge
 
+from engine.embeddings import sentence_columns
 from engine.ranker.data import Experiment
 from engine.ranker.style import style_matrix
 
@@ -33,7 +37,7 @@ class ArmTable:
     """All arms of a list of experiments as aligned arrays (the training design)."""
 
     texts: list[str]
-    E: np.ndarray  # (n, d) unit-norm embeddings
+    E: np.ndarray  # (n, d) text features: MiniLM layer means (or any embedding, in tests)
     S: np.ndarray  # (n, k) style features
     ctr: np.ndarray
     impressions: np.ndarray
@@ -53,7 +57,7 @@ class ArmTable:
         texts = [h for e in experiments for h in e.headlines]
         return cls(
             texts=texts,
-            E=np.asarray(embed(texts), dtype=np.float64) if texts else np.zeros((0, 384)),
+            E=np.asarray(embed(texts), dtype=np.float64) if texts else np.zeros((0, 0)),
             S=style_matrix(texts),
             ctr=np.concatenate([e.ctr for e in experiments]) if texts else np.zeros(0),
             impressions=np.concatenate([e.impressions for e in experiments]) if texts else np.zeros(0),
@@ -114,23 +118,26 @@ def _style_standardizer(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class PaperRanker:
-    """Algorithm 1: μ-centring, PCA(q), ridge on within-experiment demeaned CTR."""
+    """Algorithm 1: μ-centring, PCA(q), ridge on within-experiment demeaned CTR (sentence embedding only)."""
 
     q: int = 50
     alpha: float = 1e-3
     name: str = "paper"
 
     def fit(self, arms: ArmTable, mu: np.ndarray) -> LinearScorer:
-        X = arms.E - mu
+        cols = sentence_columns(arms.E.shape[1])
+        X = (arms.E - mu)[:, cols]
         pca = PCA(n_components=min(self.q, X.shape[1], len(X) - 1), svd_solver="covariance_eigh").fit(X)
         Z = demean_within(pca.transform(X), arms.group)
         y = demean_within(arms.ctr, arms.group)
         beta = Ridge(alpha=self.alpha, fit_intercept=False).fit(Z, y).coef_
+        w = np.zeros(arms.E.shape[1])
+        w[cols] = pca.components_.T @ beta
         k = arms.S.shape[1]
         return LinearScorer(
             self.name,
             mu,
-            pca.components_.T @ beta,
+            w,
             np.zeros(k),
             np.ones(k),
             np.zeros(k),
@@ -169,7 +176,7 @@ class PairwiseRanker:
     measurement noise (impression weighting); ``C`` is the inverse L2 strength.
     """
 
-    q: int = 100
+    q: int = 300
     C: float = 0.01
     z_cap: float = 1.0
     use_style: bool = True

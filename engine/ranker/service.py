@@ -2,8 +2,9 @@
 
 Load it once at engine start (:meth:`RankerService.load`); every method takes
 ``variants`` as ``[(variant_id, text), ...]`` and returns plain JSON-able
-values. Embeddings come from the injected ``encode`` (default: the process-wide
-MiniLM embedder, whose LRU cache makes repeat calls cheap and batches new texts).
+values. Text features come from the injected ``encode`` (default: the MiniLM layer
+means of the process-wide embedder, whose LRU cache makes repeat calls cheap and
+batches new texts).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ Encode = Callable[[Sequence[str]], np.ndarray]
 def _default_encode(texts: Sequence[str]) -> np.ndarray:
     from engine.embeddings import default_embedder
 
-    return default_embedder().encode(texts)
+    return default_embedder().encode_layers(texts)
 
 
 class RankerService:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.embeddings import LAYER_MEANS_NAME
 from engine.ranker.artifact import RankerArtifact, sha256_file
 from engine.ranker.attributes import (
     Attribute,
@@ -31,10 +32,12 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 Step = Callable[[str], None]
 
 PAPER_GRID: list[Fitter] = [PaperRanker(q=q) for q in (25, 50, 100)]
+# On the 2,688-d layer means: the inner CV picks (300, 0.01) or (500, 0.01) on every fold of `ranker cv`
 PAIRWISE_GRID: list[Fitter] = [
-    PairwiseRanker(q=100, C=0.1),
-    PairwiseRanker(q=100, C=0.03),
-    PairwiseRanker(q=384, C=0.01),
+    PairwiseRanker(q=300, C=0.01),
+    PairwiseRanker(q=500, C=0.01),
+    PairwiseRanker(q=200, C=0.03),
+    PairwiseRanker(q=300, C=0.03),
 ]
 EXPRESSED_Z = 1.0  # an arm "expresses" an attribute when its score is > 1 SD above the training mean
 
@@ -160,6 +163,7 @@ def train_artifact(
         "data_sha256": sha256_file(data_path) if data_path else None,
         "lexicon_sha256": sha256_file(lexicon_path) if lexicon_path else None,
         "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "features": LAYER_MEANS_NAME,
     }
     return RankerArtifact(
         scorer=scorer,
