@@ -22,6 +22,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from engine.generation.models import GenerationRequest
 from engine.runtime import Runtime
 from engine.serving import ExperimentNotFound, ExperimentNotRunning, fresh_allocator
 from engine.store.registry import ExperimentExists
@@ -291,7 +292,6 @@ async def generate(request: web.Request) -> web.Response:
     admin(request)
     runtime = request.app[RUNTIME]
     exp = await load_experiment(request)
-    from engine.generation.models import GenerationRequest
     from engine.generation.service import GenerationUnavailable
 
     req = parse(GenerationRequest, await request.read())
@@ -325,7 +325,7 @@ async def generate(request: web.Request) -> web.Response:
 
 
 async def _prioritized(
-    runtime: Runtime, req: Any, candidates: Sequence[Any]
+    runtime: Runtime, req: GenerationRequest, candidates: Sequence[Any]
 ) -> tuple[list[int], list[dict[str, Any]]]:
     """Indices of the candidates to add (all, or the ranker's test_top_k by MMR) and per-candidate fields."""
     updates: list[dict[str, Any]] = [{} for _ in candidates]

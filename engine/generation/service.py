@@ -24,7 +24,6 @@ from engine.generation.generator import VariantGenerator
 from engine.generation.models import Candidate, GenerationRequest, GenerationResult
 from engine.generation.validation import EmbedFn, lexical_embedder
 
-#: Adds accepted candidates to an experiment; returns the new variant ids in the same order.
 #: Adds (some of) the candidates to the experiment; returns every candidate, those added with their variant_id
 AddVariants = Callable[[str, Sequence[Candidate]], Awaitable[Sequence[Candidate]]]
 
