@@ -51,3 +51,12 @@ def test_cached_texts_skip_the_model_and_duplicates_embed_once(embedder, monkeyp
     out = embedder.encode_layers(["cached once", "new text", "new text"])
     assert calls == [["new text"]]
     assert np.array_equal(out[1], out[2])
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import engine.embeddings
+
+    result = doctest.testmod(engine.embeddings)
+    assert result.attempted > 0 and result.failed == 0

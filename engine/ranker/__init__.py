@@ -3,7 +3,7 @@
 Modules, by job:
 
 * ``data``            — load/validate test files, group arms into experiments (+ chi-square significance)
-* ``embedding_cache`` — MiniLM embeddings cached on disk by model + text hash
+* ``embedding_cache`` — MiniLM features (layer means, sentence embeddings) cached on disk by view + text hash
 * ``style``           — interpretable stylistic features of a headline
 * ``models``          — the paper ranker (PCA + fixed-effects ridge) and the pairwise ranker; both linear
 * ``metrics`` / ``cv``— within-experiment metrics, grouped CV and inner hyper-parameter selection

@@ -1,7 +1,7 @@
 """The interpretable space of marketing attributes and the ranker's impact coefficients.
 
-An attribute (urgency, social proof, ...) is a direction in embedding space: the
-mean MiniLM embedding of its representative phrases, centred on the reference
+An attribute (urgency, social proof, ...) is a direction in the ranker's feature space: the
+mean MiniLM layer means φ of its representative phrases, centred on the reference
 mean μ and scaled to unit norm so scores are comparable across attributes.
 With V the (A × d) matrix of attribute directions:
 

@@ -142,7 +142,11 @@ def train(data: Path, lexicon: Path, out: Path, seed: int, threads: int) -> None
 def cv(
     data: Path, folds: int, seed: int, plot: Path, report: Path | None, compact: bool, threads: int
 ) -> None:
-    """Grouped K-fold CV (by test id): paper ranker vs pairwise ranker, paired on the same folds."""
+    """Grouped K-fold CV (by test id): paper ranker vs pairwise ranker, paired on the same folds.
+
+    The paper ranker (Algorithm 1) uses MiniLM's sentence embedding; the pairwise ranker uses
+    MiniLM's layer means (docs/RANKER.md). Hyper-parameters of both by inner grouped CV.
+    """
     from tqdm import tqdm
 
     from engine.ranker.models import ArmTable
