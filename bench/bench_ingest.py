@@ -1,12 +1,16 @@
 """Ingestion throughput per worker: records consumed, validated, joined and learned per second.
 
-    .venv/bin/python bench/bench_ingest.py [--decisions 20000] [--modes batch,faust]
+    .venv/bin/python bench/bench_ingest.py [--decisions 20000] [--modes batch,faust] [--profile 12]
 
 Fills the topics of an embedded broker with a backlog (decisions, impressions, clicks; normal
 producer batching), then starts one `abengine worker` per mode and times it from the first
 applied event to the last (group join and start-up excluded). Peer in the same run: a raw
 aiokafka `getmany` loop that only parses the same records as JSON (the floor of any consumer
 in Python). Prints ratios; writes docs/results/bench_ingest.json. Measures; asserts nothing.
+
+``--profile S`` samples each worker with py-spy (``pip install -e '.[bench]'``) for S seconds from its
+first applied event, so the profile holds the drain alone (start-up and group join excluded), and
+prints the functions holding the most samples; the folded stacks go to ``<out>.<mode>.folded``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -103,8 +108,45 @@ async def raw_getmany(bootstrap: str, settings: Settings, total: int) -> float:
     return seen / (time.perf_counter() - (t0 or time.perf_counter()))
 
 
+#: Frames worth naming in the summary: the engine's own code and the libraries on its hot path.
+PROFILE_MODULES = ("engine/", "consumers/", "producers/", "aiokafka/", "redis/", "pydantic/", "sentence_")
+
+
+def summarize_profile(folded: Path, top: int = 25) -> str:
+    """The engine's and hot-path libraries' functions with the most samples (inclusive, once per stack)."""
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in folded.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        total += int(n)
+        frames = {f.split(":")[0] for f in stack.split(";") if any(m in f for m in PROFILE_MODULES)}
+        for frame in frames - {"<module> (engine/cli.py", "worker_cmd (engine/cli_worker.py"}:
+            inclusive[frame.replace(" (", "  (") + ")"] += int(n)
+    skip = {"run_worker  (engine/cli_worker.py)"}
+    rows = [
+        f"{n:7d} {100 * n / max(total, 1):5.1f}%  {name}"
+        for name, n in inclusive.most_common(top + len(skip))
+        if name not in skip
+    ][:top]
+    return "\n".join([f"{total} samples of the drain (inclusive share per function):", *rows])
+
+
+def start_profiler(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
+    spy = Path(sys.executable).with_name("py-spy")
+    cmd = [str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "250", "-f", "raw", "-o", str(out)]
+    return subprocess.Popen([*cmd, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run_worker(
-    mode: str, kafka: str, redis_url: str, group: str, tmp: Path, expected: int, exp_ids: list[str]
+    mode: str,
+    kafka: str,
+    redis_url: str,
+    group: str,
+    tmp: Path,
+    expected: int,
+    exp_ids: list[str],
+    profile_s: int = 0,
+    profile_out: Path | None = None,
 ) -> float:
     env = {
         **os.environ,
@@ -131,6 +173,7 @@ def run_worker(
             total += sum(int(v) for k, v in c.items() if k.startswith((b"applied:", b"repeat:")))
         return total
 
+    spy = None
     try:
         base = done()
         t_first = None
@@ -138,12 +181,17 @@ def run_worker(
             n = done() - base
             if n > 0 and t_first is None:
                 t_first, n_first = time.perf_counter(), n
+                if profile_s and profile_out is not None:
+                    spy = start_profiler(proc.pid, profile_s, profile_out)
             if n >= expected:
                 break
             if proc.poll() is not None:
                 raise RuntimeError(f"worker died: {(tmp / f'worker-{mode}.log').read_text()[-2000:]}")
             time.sleep(0.05)
-        return (expected - n_first) / (time.perf_counter() - t_first)  # type: ignore[operator]
+        rate = (expected - n_first) / (time.perf_counter() - t_first)  # type: ignore[operator]
+        if spy is not None:
+            spy.wait(timeout=profile_s + 30)  # the worker idles once drained: keep it until sampled
+        return rate
     finally:
         stop([proc])
 
@@ -153,6 +201,9 @@ def main() -> None:
     ap.add_argument("--decisions", type=int, default=20000)
     ap.add_argument("--modes", default="batch,faust")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench_ingest.json"))
+    ap.add_argument(
+        "--profile", type=int, default=0, metavar="S", help="py-spy each worker for S s of its drain"
+    )
     args = ap.parse_args()
     settings = Settings(topic_partitions=4)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -180,10 +231,21 @@ def main() -> None:
                 spec = ExperimentSpec(id=e, variants=[{"id": "a", "text": "A"}, {"id": "b", "text": "B"}])
                 client.hset(Keys().experiments, e, Experiment.from_spec(spec, now).model_dump_json())
             client.incr(Keys().experiments_rev)
+            folded = Path(f"{args.out}.{mode}.folded")
             rate_events = run_worker(
-                mode, kafka.bootstrap_servers, red.url, f"bench-{mode}-{i}", tmp, events, exp_ids
+                mode,
+                kafka.bootstrap_servers,
+                red.url,
+                f"bench-{mode}-{i}",
+                tmp,
+                events,
+                exp_ids,
+                args.profile,
+                folded,
             )
             results[f"abengine worker ({mode})"] = rate_events * sent / events  # records/s incl. decisions
+            if args.profile and folded.exists():
+                print(f"--- {mode}: {folded}\n{summarize_profile(folded)}")
     print(f"{'consumer':34} {'records/s':>12}")
     for k, v in results.items():
         print(f"{k:34} {v:12,.0f}")
