@@ -108,8 +108,14 @@ async def raw_getmany(bootstrap: str, settings: Settings, total: int) -> float:
     return seen / (time.perf_counter() - (t0 or time.perf_counter()))
 
 
-#: Frames worth naming in the summary: the engine's own code and the libraries on its hot path.
+#: Frames worth naming in the summary: the engine's own code and the libraries on its hot path ...
 PROFILE_MODULES = ("engine/", "consumers/", "producers/", "aiokafka/", "redis/", "pydantic/", "sentence_")
+#: ... except the worker's entry frames, which every stack of the main thread holds.
+ENTRY_FRAMES = (
+    "<module> (engine/cli.py",
+    "worker_cmd (engine/cli_worker.py",
+    "run_worker (engine/cli_worker.py",
+)
 
 
 def summarize_profile(folded: Path, top: int = 25) -> str:
@@ -120,14 +126,9 @@ def summarize_profile(folded: Path, top: int = 25) -> str:
         stack, _, n = line.rpartition(" ")
         total += int(n)
         frames = {f.split(":")[0] for f in stack.split(";") if any(m in f for m in PROFILE_MODULES)}
-        for frame in frames - {"<module> (engine/cli.py", "worker_cmd (engine/cli_worker.py"}:
+        for frame in frames.difference(ENTRY_FRAMES):
             inclusive[frame.replace(" (", "  (") + ")"] += int(n)
-    skip = {"run_worker  (engine/cli_worker.py)"}
-    rows = [
-        f"{n:7d} {100 * n / max(total, 1):5.1f}%  {name}"
-        for name, n in inclusive.most_common(top + len(skip))
-        if name not in skip
-    ][:top]
+    rows = [f"{n:7d} {100 * n / max(total, 1):5.1f}%  {name}" for name, n in inclusive.most_common(top)]
     return "\n".join([f"{total} samples of the drain (inclusive share per function):", *rows])
 
 
