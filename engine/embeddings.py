@@ -5,7 +5,8 @@ Everything that embeds text (perception, ranker, generator de-duplication)
 shares one :class:`Embedder` through :func:`default_embedder`, so the model is
 loaded once per process and never on the hot path.
 
-Two views of a text come from the same forward pass of the model:
+Two views of a text come from the one model (a text's layer means also fill its
+sentence-embedding cache entry, so a text the ranker embedded costs perception no second pass):
 
 * :meth:`Embedder.encode` — the sentence embedding (384-d, unit norm): the
   mean-pooled last layer, as sentence-transformers defines it;
@@ -115,9 +116,14 @@ class Embedder:
 
     def encode_layers(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Layer means of ``texts`` (float32, (n, 2688), 7 unit-norm blocks); cached texts skip the model."""
-        return _through(
-            self._layer_cache, texts, LAYER_MEANS_DIM, lambda u: self._layer_means(u, show_progress)
-        )
+
+        def compute(uniq: list[str]) -> np.ndarray:
+            means = self._layer_means(uniq, show_progress)
+            for text, vec in zip(uniq, means, strict=True):  # the last block is the sentence embedding
+                self._cache.put(text, vec[SENTENCE_BLOCK].copy())
+            return means
+
+        return _through(self._layer_cache, texts, LAYER_MEANS_DIM, compute)
 
     def _layer_means(self, texts: list[str], show_progress: bool) -> np.ndarray:
         import torch

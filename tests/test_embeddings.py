@@ -51,6 +51,8 @@ def test_cached_texts_skip_the_model_and_duplicates_embed_once(embedder, monkeyp
     out = embedder.encode_layers(["cached once", "new text", "new text"])
     assert calls == [["new text"]]
     assert np.array_equal(out[1], out[2])
+    # the same pass filled the sentence-embedding cache: perception's hot-path lookup finds it
+    assert np.array_equal(embedder.cached("new text"), out[1][SENTENCE_BLOCK])
 
 
 def test_doctests() -> None:
