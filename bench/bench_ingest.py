@@ -148,7 +148,8 @@ def run_worker(
     exp_ids: list[str],
     profile_s: int = 0,
     profile_out: Path | None = None,
-) -> float:
+) -> tuple[float, int]:
+    """(reward events/s of the drain, how many events had to wait for their decision)."""
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
@@ -167,12 +168,15 @@ def run_worker(
     r = redis.Redis.from_url(redis_url)
     keys = Keys()
 
-    def done() -> int:
+    def counted(*prefixes: bytes) -> int:
         total = 0
         for e in exp_ids:
             c = r.hgetall(keys.ledger(e))
-            total += sum(int(v) for k, v in c.items() if k.startswith((b"applied:", b"repeat:")))
+            total += sum(int(v) for k, v in c.items() if k.startswith(prefixes))
         return total
+
+    def done() -> int:
+        return counted(b"applied:", b"repeat:")
 
     spy = None
     try:
@@ -192,7 +196,7 @@ def run_worker(
         rate = (expected - n_first) / (time.perf_counter() - t_first)  # type: ignore[operator]
         if spy is not None:
             spy.wait(timeout=profile_s + 30)  # the worker idles once drained: keep it until sampled
-        return rate
+        return rate, counted(b"waited:")
     finally:
         stop([proc])
 
@@ -209,6 +213,7 @@ def main() -> None:
     settings = Settings(topic_partitions=4)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     results: dict[str, float] = {}
+    waits: dict[str, int] = {}
     with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as red:
         exp_ids = [f"exp{i}" for i in range(8)]
         client = redis.Redis.from_url(red.url)
@@ -233,7 +238,7 @@ def main() -> None:
                 client.hset(Keys().experiments, e, Experiment.from_spec(spec, now).model_dump_json())
             client.incr(Keys().experiments_rev)
             folded = Path(f"{args.out}.{mode}.folded")
-            rate_events = run_worker(
+            rate_events, waited = run_worker(
                 mode,
                 kafka.bootstrap_servers,
                 red.url,
@@ -245,6 +250,8 @@ def main() -> None:
                 folded,
             )
             results[f"abengine worker ({mode})"] = rate_events * sent / events  # records/s incl. decisions
+            waits[mode] = waited
+            print(f"{mode}: {waited:,} of {events:,} events fetched before their decision (waited, retried)")
             if args.profile and folded.exists():
                 print(f"--- {mode}: {folded}\n{summarize_profile(folded)}")
     print(f"{'consumer':34} {'records/s':>12}")
@@ -255,7 +262,7 @@ def main() -> None:
         if k.startswith("abengine"):
             print(f"{k} / raw getmany: {v / raw:.3f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"records": sent, "results": results}, indent=2))
+    Path(args.out).write_text(json.dumps({"records": sent, "results": results, "waited": waits}, indent=2))
 
 
 if __name__ == "__main__":

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from mode import Service
 
+from consumers.align import EventAligner
 from consumers.ingest import Record
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.service.runtime.on_partitions_revoked({tp.partition for tp in revoked})
+        partitions = {tp.partition for tp in revoked}
+        self.service.aligner.forget(sorted(partitions))
+        await self.service.runtime.on_partitions_revoked(partitions)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.service.runtime.on_partitions_assigned({tp.partition for tp in assigned})
@@ -50,6 +54,7 @@ class BatchConsumer(Service):
         super().__init__(**kwargs)
         self.runtime = runtime
         self.apply_batch = apply_batch
+        self.aligner = EventAligner(runtime.settings.ingest_align_max_hold_s)
         self._consumer: AIOKafkaConsumer | None = None
 
     async def on_start(self) -> None:
@@ -92,23 +97,60 @@ class BatchConsumer(Service):
                 log.exception("fetch failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
-            if not fetched:
+            if not fetched and not self.aligner.holding():
                 continue
             decisions: list[Record] = []
-            events: list[Record] = []
+            fetched_events: list[Record] = []
             for tp, messages in fetched.items():
                 name = self.logical[tp.topic]
-                target = decisions if name == "decisions" else events
-                target.extend(Record(name, m.partition, m.offset, m.key, m.value) for m in messages)
+                records = [Record(name, m.partition, m.offset, m.key, m.value, m.timestamp) for m in messages]
+                if name == "decisions":
+                    decisions.extend(records)
+                    self.aligner.decided(tp.partition, max(r.timestamp for r in records))
+                else:
+                    fetched_events.extend(records)
             if decisions:
                 await self.apply_batch(self.runtime, decisions, self.runtime.ingestor.ingest_decisions)
+
+            events = self.aligner.admit(fetched_events, await self._caught_up(consumer), time.monotonic())
+            self._pause_held(consumer)
             if events:
                 await self.apply_batch(self.runtime, events, self.runtime.ingestor.ingest_events)
-            try:
-                await consumer.commit()
-            except Exception as exc:  # a rebalance happened mid-batch: the next owner replays (harmless)
-                log.warning("offset commit failed, records will be replayed: %r", exc)
+            applied: dict[TopicPartition, int] = {}
+            for rec in (*decisions, *events):
+                tp = TopicPartition(s.topic(rec.topic), rec.partition)
+                applied[tp] = max(applied.get(tp, -1), rec.offset + 1)
+            if applied:
+                try:  # only what was applied: held events stay uncommitted, so a crash replays them
+                    await consumer.commit(applied)
+                except Exception as exc:  # a rebalance happened mid-batch: the next owner replays (harmless)
+                    log.warning("offset commit failed, records will be replayed: %r", exc)
             await self._report_lag(consumer)
+
+    async def _caught_up(self, consumer: AIOKafkaConsumer) -> Any:
+        """``caught_up(p)``: decisions-p has nothing more to read now (or it is not this worker's).
+
+        From the high-water mark of the last fetch: a stale one only makes a partition look caught up
+        early, and then its events are applied at once and wait in the ledger, as without alignment.
+        """
+        done: dict[int, bool] = {}
+        decisions_topic = self.runtime.settings.topic("decisions")
+        for tp in consumer.assignment():
+            if tp.topic == decisions_topic:
+                high = consumer.highwater(tp)
+                done[tp.partition] = high is not None and await consumer.position(tp) >= high
+        return lambda partition: done.get(partition, True)
+
+    def _pause_held(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop fetching event partitions that hold records; resume the others."""
+        s = self.runtime.settings
+        held = {TopicPartition(s.topic(topic), p) for topic, p in self.aligner.holding()}
+        assigned = consumer.assignment()
+        paused = consumer.paused()
+        if to_pause := (held & assigned) - paused:
+            consumer.pause(*to_pause)
+        if to_resume := paused - held:
+            consumer.resume(*to_resume)
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():

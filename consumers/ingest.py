@@ -37,6 +37,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: int = -1  # the record's Kafka timestamp (ms); -1 when unknown
 
 
 def describe_errors(exc: ValidationError, limit: int = 5) -> str:

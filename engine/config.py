@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         validation_alias=_env("ABENGINE_BATCH_WITHIN_S"),
         description="Longest an agent waits to fill a batch (seconds).",
     )
+    ingest_align_max_hold_s: float = Field(
+        1.0,
+        ge=0.0,
+        validation_alias=_env("ABENGINE_INGEST_ALIGN_MAX_HOLD_S"),
+        description="`batch` ingest: longest an event is held back while the decisions of its partition are "
+        "behind it (so it joins at once instead of waiting in the ledger); 0 turns the alignment off.",
+    )
 
     # --- join / learning ------------------------------------------------------------------
     attribution_window_s: float = Field(

@@ -116,6 +116,8 @@ async def test_event_before_its_decision_waits_then_joins(ledger: RewardLedger) 
     assert await ledger.pending("x") == []
     await ledger.clear_pending_index("x")
     assert await ledger.experiments_with_pending() == []
+    counters = await ledger.counters("x")
+    assert counters["waited:click"] == 1 and counters["applied:click"] == 1
 
 
 async def test_event_without_decision_becomes_unmatched_after_grace(ledger: RewardLedger) -> None:
@@ -124,6 +126,7 @@ async def test_event_without_decision_becomes_unmatched_after_grace(ledger: Rewa
     assert await apply(ledger, orphan, now=NOW + timedelta(seconds=10)) == ["pending"]
     assert await apply(ledger, orphan, now=NOW + timedelta(seconds=31)) == ["unmatched"]
     assert await ledger.pending("x") == []
+    assert (await ledger.counters("x"))["waited:impression"] == 1  # once per event, not per retry
 
 
 async def test_conversions_per_decision_are_capped(ledger: RewardLedger) -> None:

@@ -14,7 +14,8 @@
 --   repeat    a distinct event the decision already had (second click/impression): recorded, no reward
 --   late      more than the attribution window after the decision
 --   pending   the decision is not known yet; the event waits in the pending zset (its raw
---             payload is stored by the caller under the same member)
+--             payload is stored by the caller under the same member); counted once per event
+--             as waited:<type> in the ledger hash (how often consumption ran ahead of decisions)
 --   unmatched still no decision after the grace period: the caller dead-letters it
 local ledger, stream, pending = KEYS[1], KEYS[2], KEYS[3]
 local now_ms, window_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -40,6 +41,7 @@ for i = 1, #events do
     local first = redis.call('ZSCORE', pending, member)
     if not first then
       redis.call('ZADD', pending, now_ms, member)
+      counts['waited:' .. kind] = (counts['waited:' .. kind] or 0) + 1
       status = 'pending'
     elseif now_ms - tonumber(first) >= grace_ms then
       redis.call('ZREM', pending, member)
