@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import faust
 from mode import Service
@@ -25,6 +25,8 @@ from engine.runtime import Runtime
 from producers.kafka import ProducerUnavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def faust_settings(settings: Settings, bootstrap_servers: str, embedded: bool) -> dict[str, Any]:
@@ -82,19 +84,19 @@ class EngineService(Service):
 
 
 async def apply_batch(
-    runtime: Runtime, batch: list[Record], apply: Callable[[list[Record]], Awaitable[object]]
-) -> None:
+    runtime: Runtime, batch: Sequence[Record], apply: Callable[[Sequence[Record]], Awaitable[T]]
+) -> T | None:
     """Apply one batch; never let an agent die and never acknowledge an unapplied record.
 
     Redis or Kafka unavailable: retry the same batch with back-off (the records stay
     unacknowledged, so a crash meanwhile replays them). Any other error is a bug or a
-    record the code cannot handle: the batch goes to the dead-letter topic with the error.
+    record the code cannot handle: the batch goes to the dead-letter topic with the error,
+    and the result is None.
     """
     delay = 0.1
     while True:
         try:
-            await apply(batch)
-            return
+            return await apply(batch)
         except (RedisError, OSError, ProducerUnavailable) as exc:
             runtime.sensor.on_redis_degraded(isinstance(exc, RedisError | OSError))
             log.warning("batch of %d records waits for services: %r", len(batch), exc)
@@ -105,7 +107,7 @@ async def apply_batch(
             letters = [dead_letter(r, "error", f"{type(exc).__name__}: {exc}") for r in batch]
             await runtime.send_dead_letters(letters)
             runtime.sensor.on_deadletter("error", len(letters))
-            return
+            return None
 
 
 def create_app(runtime: Runtime) -> faust.App:

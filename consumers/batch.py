@@ -22,7 +22,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from mode import Service
 
 from consumers.align import EventAligner
-from consumers.ingest import Record
+from consumers.ingest import PreparedDecisions, PreparedEvents, Record
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # the batch being applied finishes (and commits) first: nothing of this worker is still
+        # applying or learning when its partitions move on
+        await self.service.drain()
         partitions = {tp.partition for tp in revoked}
         self.service.aligner.forget(sorted(partitions))
         await self.service.runtime.on_partitions_revoked(partitions)
@@ -56,6 +59,7 @@ class BatchConsumer(Service):
         self.apply_batch = apply_batch
         self.aligner = EventAligner(runtime.settings.ingest_align_max_hold_s)
         self._consumer: AIOKafkaConsumer | None = None
+        self._in_flight: asyncio.Task[None] | None = None  # the batch being applied
 
     async def on_start(self) -> None:
         s = self.runtime.settings
@@ -75,7 +79,6 @@ class BatchConsumer(Service):
         )
         self._consumer.subscribe(list(self.logical), listener=_Rebalance(self))
         await self._consumer.start()
-        await self.runtime.started.wait()
         self.add_future(self._run())
 
     async def on_stop(self) -> None:
@@ -83,49 +86,99 @@ class BatchConsumer(Service):
             await self._consumer.stop()
 
     async def _run(self) -> None:
+        """Fetch and validate batch N+1 while batch N is applied: two stages, applies in fetch order.
+
+        The apply stage is mostly Redis's work (the join scripts) and the learners'; the prepare stage
+        is this worker's (records, alignment, validation). Overlapping them keeps both cores busy,
+        where a sequential loop left each idle while the other worked. Applies stay strictly ordered
+        (one in flight), decisions before the events of the same fetch, and each batch's offsets are
+        committed only after it was applied.
+        """
         assert self._consumer is not None
         consumer = self._consumer
         s = self.runtime.settings
-        while not self.should_stop:
-            try:
-                fetched = await consumer.getmany(
-                    timeout_ms=int(s.batch_within_s * 1000) + 50, max_records=s.batch_size
+        ingestor = self.runtime.ingestor
+        await self.runtime.warm.wait()  # start-up's model loads first (engine/runtime.py)
+        try:
+            while not self.should_stop:
+                try:
+                    fetched = await consumer.getmany(
+                        timeout_ms=int(s.batch_within_s * 1000) + 50, max_records=s.batch_size
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("fetch failed; retrying")
+                    await asyncio.sleep(0.5)
+                    continue
+                if not fetched and not self.aligner.holding():
+                    continue
+                decisions: list[Record] = []
+                fetched_events: list[Record] = []
+                for tp, messages in fetched.items():
+                    name = self.logical[tp.topic]
+                    records = [
+                        Record(name, m.partition, m.offset, m.key, m.value, m.timestamp) for m in messages
+                    ]
+                    if name == "decisions":
+                        decisions.extend(records)
+                        self.aligner.decided(tp.partition, max(r.timestamp for r in records))
+                    else:
+                        fetched_events.extend(records)
+                events = self.aligner.admit(fetched_events, await self._caught_up(consumer), time.monotonic())
+                self._pause_held(consumer)
+                if not decisions and not events:
+                    continue
+                prepared_decisions = (
+                    await self.apply_batch(self.runtime, decisions, ingestor.prepare_decisions)
+                    if decisions
+                    else None
                 )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("fetch failed; retrying")
-                await asyncio.sleep(0.5)
-                continue
-            if not fetched and not self.aligner.holding():
-                continue
-            decisions: list[Record] = []
-            fetched_events: list[Record] = []
-            for tp, messages in fetched.items():
-                name = self.logical[tp.topic]
-                records = [Record(name, m.partition, m.offset, m.key, m.value, m.timestamp) for m in messages]
-                if name == "decisions":
-                    decisions.extend(records)
-                    self.aligner.decided(tp.partition, max(r.timestamp for r in records))
-                else:
-                    fetched_events.extend(records)
-            if decisions:
-                await self.apply_batch(self.runtime, decisions, self.runtime.ingestor.ingest_decisions)
+                prepared_events = (
+                    await self.apply_batch(self.runtime, events, ingestor.prepare_events) if events else None
+                )
+                await self.drain()
+                self._in_flight = asyncio.create_task(
+                    self._apply(consumer, decisions, prepared_decisions, events, prepared_events)
+                )
+                await self._report_lag(consumer)
+        finally:
+            if self._in_flight is not None and not self._in_flight.done():
+                self._in_flight.cancel()  # not applied, so not committed: the next owner replays it
 
-            events = self.aligner.admit(fetched_events, await self._caught_up(consumer), time.monotonic())
-            self._pause_held(consumer)
-            if events:
-                await self.apply_batch(self.runtime, events, self.runtime.ingestor.ingest_events)
-            applied: dict[TopicPartition, int] = {}
-            for rec in (*decisions, *events):
-                tp = TopicPartition(s.topic(rec.topic), rec.partition)
-                applied[tp] = max(applied.get(tp, -1), rec.offset + 1)
-            if applied:
-                try:  # only what was applied: held events stay uncommitted, so a crash replays them
-                    await consumer.commit(applied)
-                except Exception as exc:  # a rebalance happened mid-batch: the next owner replays (harmless)
-                    log.warning("offset commit failed, records will be replayed: %r", exc)
-            await self._report_lag(consumer)
+    async def drain(self) -> None:
+        """Wait for the batch being applied, if any."""
+        task = self._in_flight
+        if task is not None:
+            await task  # the loop and a revoke may both wait on it
+            if self._in_flight is task:
+                self._in_flight = None
+
+    async def _apply(
+        self,
+        consumer: AIOKafkaConsumer,
+        decisions: list[Record],
+        prepared_decisions: PreparedDecisions | None,
+        events: list[Record],
+        prepared_events: PreparedEvents | None,
+    ) -> None:
+        """Apply one prepared batch (decisions first), then commit what it applied."""
+        ingestor = self.runtime.ingestor
+        if prepared_decisions is not None:
+            await self.apply_batch(
+                self.runtime, decisions, lambda _: ingestor.apply_decisions(prepared_decisions)
+            )
+        if prepared_events is not None:
+            await self.apply_batch(self.runtime, events, lambda _: ingestor.apply_events(prepared_events))
+        s = self.runtime.settings
+        applied: dict[TopicPartition, int] = {}
+        for rec in (*decisions, *events):
+            tp = TopicPartition(s.topic(rec.topic), rec.partition)
+            applied[tp] = max(applied.get(tp, -1), rec.offset + 1)
+        try:  # only what was applied: held events stay uncommitted, so a crash replays them
+            await consumer.commit(applied)
+        except Exception as exc:  # a rebalance happened mid-batch: the next owner replays (harmless)
+            log.warning("offset commit failed, records will be replayed: %r", exc)
 
     async def _caught_up(self, consumer: AIOKafkaConsumer) -> Any:
         """``caught_up(p)``: decisions-p has nothing more to read now (or it is not this worker's).

@@ -12,11 +12,12 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from engine.concurrency import gather_all
 from engine.learner import LearnerPool
 from engine.metrics import Sensor
 from engine.store.ledger import RewardLedger
@@ -38,6 +39,27 @@ class Record:
     key: bytes | None
     value: bytes
     timestamp: int = -1  # the record's Kafka timestamp (ms); -1 when unknown
+
+
+@dataclass(slots=True)
+class PreparedDecisions:
+    """A validated batch of decision records, ready for :meth:`Ingestor.apply_decisions`."""
+
+    records: Sequence[Record]
+    good: list[DecisionLog] = field(default_factory=list)
+    bad: list[DeadLetter] = field(default_factory=list)
+    windows: dict[str, float] = field(default_factory=dict)  # experiment -> attribution window (s)
+
+
+@dataclass(slots=True)
+class PreparedEvents:
+    """A validated batch of event records grouped by experiment, ready for :meth:`Ingestor.apply_events`."""
+
+    records: Sequence[Record]
+    known: dict[str, tuple[Experiment, list[tuple[EventBase, bytes, Record]]]] = field(default_factory=dict)
+    bad: list[DeadLetter] = field(default_factory=list)
+    consumed: Counter[str] = field(default_factory=Counter)
+    unknown: int = 0  # events of experiments that do not exist (dead-lettered as unmatched)
 
 
 def describe_errors(exc: ValidationError, limit: int = 5) -> str:
@@ -72,54 +94,76 @@ class Ingestor:
     # --- decisions -----------------------------------------------------------------------------
     async def ingest_decisions(self, records: Sequence[Record]) -> int:
         """Store decisions so their events can join them; returns how many were stored."""
-        good: list[DecisionLog] = []
-        bad: list[DeadLetter] = []
-        windows: dict[str, float] = {}
+        return await self.apply_decisions(await self.prepare_decisions(records))
+
+    async def prepare_decisions(self, records: Sequence[Record]) -> PreparedDecisions:
+        """Validate (CPU only, no writes): the half a batch consumer overlaps with the previous apply."""
+        prepared = PreparedDecisions(records)
         for rec in records:
             try:
                 decision = DecisionLog.model_validate_json(rec.value)
             except ValidationError as exc:
-                bad.append(dead_letter(rec, "invalid", describe_errors(exc)))
+                prepared.bad.append(dead_letter(rec, "invalid", describe_errors(exc)))
                 continue
             exp = await self.experiment(decision.experiment_id)
-            windows[decision.experiment_id] = exp.attribution_window_s if exp else 86400.0
-            good.append(decision)
-        await self.ledger.record_decisions(good, windows)
-        self.sensor.on_events_consumed("decision", len(records))
-        await self._dead_letter(bad)
-        return len(good)
+            prepared.windows[decision.experiment_id] = exp.attribution_window_s if exp else 86400.0
+            prepared.good.append(decision)
+        return prepared
+
+    async def apply_decisions(self, prepared: PreparedDecisions) -> int:
+        """Write validated decisions to the ledger; idempotent, so a retried batch is harmless."""
+        await self.ledger.record_decisions(prepared.good, prepared.windows)
+        self.sensor.on_events_consumed("decision", len(prepared.records))
+        await self._dead_letter(prepared.bad)
+        return len(prepared.good)
 
     # --- events ----------------------------------------------------------------------------------
     async def ingest_events(self, records: Sequence[Record]) -> dict[str, int]:
         """Join a batch of impression/click/conversion records; returns outcome counts."""
+        return await self.apply_events(await self.prepare_events(records))
+
+    async def prepare_events(self, records: Sequence[Record]) -> PreparedEvents:
+        """Validate and group by experiment (CPU only, no writes)."""
+        prepared = PreparedEvents(records)
         by_exp: dict[str, list[tuple[EventBase, bytes, Record]]] = defaultdict(list)
-        bad: list[DeadLetter] = []
-        counts: dict[str, int] = defaultdict(int)
-        consumed: Counter[str] = Counter()
-        joined: Counter[tuple[str, str, str]] = Counter()  # (experiment, kind, outcome), reported per batch
         for rec in records:
             kind = EVENT_OF_TOPIC.get(rec.topic)
             if kind is None:
-                bad.append(dead_letter(rec, "foreign_topic", f"not an event topic: {rec.topic}"))
+                prepared.bad.append(dead_letter(rec, "foreign_topic", f"not an event topic: {rec.topic}"))
                 continue
-            consumed[kind] += 1
+            prepared.consumed[kind] += 1
             try:
                 event = EVENT_MODELS[kind].model_validate_json(rec.value)
             except ValidationError as exc:
-                bad.append(dead_letter(rec, "invalid", describe_errors(exc)))
+                prepared.bad.append(dead_letter(rec, "invalid", describe_errors(exc)))
                 continue
             by_exp[event.experiment_id].append((event, rec.value, rec))
         for exp_id, items in by_exp.items():
             experiment = await self.experiment(exp_id)
             if experiment is None:
-                bad.extend(
+                prepared.bad.extend(
                     dead_letter(rec, "unmatched", f"unknown experiment {exp_id!r}") for _, _, rec in items
                 )
-                counts["unmatched"] += len(items)
-                continue
-            outcomes = await self.ledger.apply_events(
-                exp_id, [(e, raw) for e, raw, _ in items], experiment.attribution_window_s
-            )
+                prepared.unknown += len(items)
+            else:
+                prepared.known[exp_id] = (experiment, items)
+        return prepared
+
+    async def apply_events(self, prepared: PreparedEvents) -> dict[str, int]:
+        """Join, learn and dead-letter a prepared batch; returns outcome counts."""
+        known = prepared.known
+        bad = list(prepared.bad)
+        counts: dict[str, int] = defaultdict(int)
+        if prepared.unknown:
+            counts["unmatched"] += prepared.unknown
+        joined: Counter[tuple[str, str, str]] = Counter()  # (experiment, kind, outcome), reported per batch
+        # one script call per experiment, all in flight together: their keys are disjoint, and Redis
+        # runs one experiment's join while this worker packs the next
+        all_outcomes = await gather_all(
+            self.ledger.apply_events(exp_id, [(e, raw) for e, raw, _ in items], exp.attribution_window_s)
+            for exp_id, (exp, items) in known.items()
+        )
+        for (exp_id, (experiment, items)), outcomes in zip(known.items(), all_outcomes, strict=True):
             for (event, _, rec), outcome in zip(items, outcomes, strict=True):
                 counts[outcome] += 1
                 joined[exp_id, event.type, outcome] += 1
@@ -138,8 +182,11 @@ class Ingestor:
                             rec, "unmatched", f"no decision {event.decision_id!r} within the grace period"
                         )
                     )
-            await self.learners.learn([exp_id], partition=items[0][2].partition)
-        for kind, n in consumed.items():
+        if known:
+            await self.learners.learn(
+                known, partition={e: items[0][2].partition for e, (_, items) in known.items()}
+            )
+        for kind, n in prepared.consumed.items():
             self.sensor.on_events_consumed(kind, n)
         for (exp_id, kind, outcome), n in joined.items():
             self._count(exp_id, kind, outcome, n)

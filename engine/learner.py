@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from engine.concurrency import gather_all
 from engine.metrics import Sensor
 from engine.serving import align_variants, fresh_allocator, restore_or_none
 from engine.store.ledger import RewardLedger, stream_id_key
@@ -121,28 +122,40 @@ class LearnerPool:
             await self.after_learning(experiment_id, learner.allocator)
         return learner
 
-    async def learn(self, experiment_ids: Iterable[str], partition: int | None = None) -> None:
-        """Catch up the learners of ``experiment_ids`` with their reward streams."""
+    async def learn(
+        self, experiment_ids: Iterable[str], partition: int | Mapping[str, int] | None = None
+    ) -> None:
+        """Catch up the learners of ``experiment_ids`` with their reward streams.
+
+        ``partition`` (one for all, or per experiment) records which partition fed each learner, so a
+        revoke can release it. Experiments catch up concurrently: their keys and learners are disjoint,
+        and one's Python work overlaps another's Redis round trip.
+        """
         async with self._lock:
             await self._learn(experiment_ids, partition)
 
-    async def _learn(self, experiment_ids: Iterable[str], partition: int | None) -> None:
-        for exp_id in experiment_ids:
-            learner = await self._get(exp_id)
-            if learner is None:
-                continue
-            if partition is not None:
-                learner.partitions.add(partition)
-            experiment = self.experiment(exp_id)
-            if experiment is not None and len(experiment.variants) != len(learner.allocator.variant_ids):
-                await asyncio.to_thread(align_variants, learner.allocator, experiment)
-            if await learner.catch_up(self.ledger):
-                if self.after_learning is not None:
-                    await self.after_learning(exp_id, learner.allocator)
-                foreign = getattr(learner.allocator, "ignored_foreign_rewards", 0)
-                if foreign > learner.foreign_reported:  # rewards of decisions another allocator made
-                    self.sensor.on_rejected("foreign_allocator", foreign - learner.foreign_reported)
-                    learner.foreign_reported = foreign
+    async def _learn(self, experiment_ids: Iterable[str], partition: int | Mapping[str, int] | None) -> None:
+        def of(exp_id: str) -> int | None:
+            return partition.get(exp_id) if isinstance(partition, Mapping) else partition
+
+        await gather_all(self._learn_one(exp_id, of(exp_id)) for exp_id in dict.fromkeys(experiment_ids))
+
+    async def _learn_one(self, exp_id: str, partition: int | None) -> None:
+        learner = await self._get(exp_id)
+        if learner is None:
+            return
+        if partition is not None:
+            learner.partitions.add(partition)
+        experiment = self.experiment(exp_id)
+        if experiment is not None and len(experiment.variants) != len(learner.allocator.variant_ids):
+            await asyncio.to_thread(align_variants, learner.allocator, experiment)
+        if await learner.catch_up(self.ledger):
+            if self.after_learning is not None:
+                await self.after_learning(exp_id, learner.allocator)
+            foreign = getattr(learner.allocator, "ignored_foreign_rewards", 0)
+            if foreign > learner.foreign_reported:  # rewards of decisions another allocator made
+                self.sensor.on_rejected("foreign_allocator", foreign - learner.foreign_reported)
+                learner.foreign_reported = foreign
 
     async def flush(self, force: bool = False) -> int:
         """Publish snapshots of changed learners (at most once per interval unless forced)."""

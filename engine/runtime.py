@@ -83,6 +83,10 @@ class Runtime:
         self.redis_ok = False
         self.assigned: set[int] = set()
         self.started = asyncio.Event()
+        #: set once start-up's loads are done (the ranker loaded or failed, the heap settled): batch
+        #: ingestion starts then, so a restart's backlog is not drained beside model loads and no
+        #: in-flight batch is frozen into the settled heap
+        self.warm = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -94,6 +98,8 @@ class Runtime:
         if self.settings.ranker_enabled:
             self._tasks.append(asyncio.create_task(self._load_ranker(), name="abengine-ranker"))
         settle_heap("start-up")  # faust, aiokafka and the experiments' allocators are loaded by now
+        if not self.settings.ranker_enabled:
+            self.warm.set()
         self.started.set()
         log.info("worker %s ready", self.worker_id)
 
@@ -157,6 +163,8 @@ class Runtime:
             log.info("content ranker %s loaded", ranker.model_version)
         except Exception:  # serving never depends on it: its endpoints answer 503 instead
             log.exception("content ranker unavailable")
+        finally:
+            self.warm.set()
 
     # --- per-user memory (allocators with a memory, e.g. actor_critic) ------------------------------------
     def memory_store(self, experiment_id: str, width: int) -> Any:
@@ -269,6 +277,7 @@ class Runtime:
             self._set_redis(False)
         return {
             "ready": self.started.is_set(),
+            "warm": self.warm.is_set(),
             "degraded": not self.redis_ok,
             "redis": self.redis_ok,
             "redis_ping_ms": round((time.perf_counter() - t0) * 1000, 3),

@@ -3,14 +3,15 @@
 A backlog whose decisions are large (3 KB) and whose events are small makes every fetch return far
 more events than decisions, the worst case for a worker that catches up: without alignment most
 events reach the ledger before their decision and must wait there and be joined again. The
-consumer's ``apply_batch`` here only records the order of application (the Redis side is tested in
-tests/test_ingest.py); the broker, the group, the fetches and the commits are real.
+ingestor here only records the order of application (the Redis side is tested in
+tests/test_ingest.py); the broker, the group, the fetches, the two-stage loop and the commits are real.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +19,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from consumers.app import apply_batch
 from consumers.batch import BatchConsumer
 from consumers.ingest import Record
 from engine.config import Settings
@@ -45,7 +47,7 @@ async def _backlog(bootstrap: str, settings: Settings) -> None:
 
 
 class _Recorder:
-    """Stands in for the Redis side: notes which events were applied before their decision."""
+    """Stands in for the Ingestor's Redis side: notes which events were applied before their decision."""
 
     def __init__(self) -> None:
         self.decided: set[str] = set()
@@ -53,14 +55,18 @@ class _Recorder:
         self.ahead = 0
         self.done = asyncio.Event()
 
-    async def __call__(self, runtime: Any, batch: list[Record], apply: Any) -> None:
+    async def prepare(self, batch: Sequence[Record]) -> Sequence[Record]:
+        return batch
+
+    async def apply_decisions(self, batch: Sequence[Record]) -> None:
+        await asyncio.sleep(0.002)  # a Redis round trip: the next batch is prepared meanwhile
+        self.decided.update(orjson.loads(rec.value)["decision_id"] for rec in batch)
+
+    async def apply_events(self, batch: Sequence[Record]) -> None:
+        await asyncio.sleep(0.002)
         for rec in batch:
-            did = orjson.loads(rec.value)["decision_id"]
-            if rec.topic == "decisions":
-                self.decided.add(did)
-            else:
-                self.events += 1
-                self.ahead += did not in self.decided
+            self.events += 1
+            self.ahead += orjson.loads(rec.value)["decision_id"] not in self.decided
         if self.events >= N:
             self.done.set()
 
@@ -69,20 +75,26 @@ async def _drain(bootstrap: str, settings: Settings) -> tuple[_Recorder, dict[st
     async def nothing(*args: Any) -> None:
         return None
 
-    started = asyncio.Event()
-    started.set()
+    warm = asyncio.Event()
+    warm.set()
     runtime = SimpleNamespace(
         settings=settings,
         embedded_kafka=True,
         bootstrap_servers=bootstrap,
-        started=started,
+        warm=warm,
         on_partitions_assigned=nothing,
         on_partitions_revoked=nothing,
         sensor=SimpleNamespace(on_consumer_lag=lambda *a: None),
-        ingestor=SimpleNamespace(ingest_decisions=None, ingest_events=None),
+        ingestor=None,
     )
     recorder = _Recorder()
-    consumer = BatchConsumer(runtime, recorder)
+    runtime.ingestor = SimpleNamespace(
+        prepare_decisions=recorder.prepare,
+        prepare_events=recorder.prepare,
+        apply_decisions=recorder.apply_decisions,
+        apply_events=recorder.apply_events,
+    )
+    consumer = BatchConsumer(runtime, apply_batch)
     await consumer.start()
     try:
         await asyncio.wait_for(recorder.done.wait(), timeout=60)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import orjson
 from redis.asyncio import Redis
 
+from engine.concurrency import gather_all
 from engine.store.keys import Keys
 from engine.types import Reward, RewardKind
 from schemas import DecisionLog, EventBase
@@ -60,6 +61,7 @@ class RewardLedger:
         by_exp: dict[str, list[DecisionLog]] = {}
         for d in decisions:
             by_exp.setdefault(d.experiment_id, []).append(d)
+        calls = []
         for exp_id, items in by_exp.items():
             # keep records past the window so late events are classified late, not unmatched
             ttl_ms = int((2 * ttl_s.get(exp_id, 86400.0) + 3600) * 1000)
@@ -86,7 +88,8 @@ class RewardLedger:
             ]
             keys = [self.keys.ledger(exp_id)]
             args = [ttl_ms, self.keys.decision(exp_id, ""), orjson.dumps(rows)]
-            await self._record(keys=keys, args=args)
+            calls.append(self._record(keys=keys, args=args))
+        await gather_all(calls)  # experiments' keys are disjoint: all in flight together
 
     async def apply_events(
         self,
