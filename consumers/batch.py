@@ -60,6 +60,8 @@ class BatchConsumer(Service):
         self.aligner = EventAligner(runtime.settings.ingest_align_max_hold_s)
         self._consumer: AIOKafkaConsumer | None = None
         self._in_flight: asyncio.Task[None] | None = None  # the batch being applied
+        self._learning: asyncio.Task[None] | None = None  # the learners catching up with applied batches
+        self._unlearned: dict[str, int] = {}  # experiment -> partition, applied but not learned yet
 
     async def on_start(self) -> None:
         s = self.runtime.settings
@@ -112,6 +114,8 @@ class BatchConsumer(Service):
                     await asyncio.sleep(0.5)
                     continue
                 if not fetched and not self.aligner.holding():
+                    if self._unlearned and (self._learning is None or self._learning.done()):
+                        self._learning = asyncio.create_task(self._learn())  # an earlier round failed
                     continue
                 decisions: list[Record] = []
                 fetched_events: list[Record] = []
@@ -145,14 +149,33 @@ class BatchConsumer(Service):
         finally:
             if self._in_flight is not None and not self._in_flight.done():
                 self._in_flight.cancel()  # not applied, so not committed: the next owner replays it
+            if self._learning is not None and not self._learning.done():
+                self._learning.cancel()  # the stream cursor was not advanced: the next learner replays
 
     async def drain(self) -> None:
-        """Wait for the batch being applied, if any."""
+        """Wait for the batch being applied and the learning behind it, if any."""
         task = self._in_flight
         if task is not None:
             await task  # the loop and a revoke may both wait on it
             if self._in_flight is task:
                 self._in_flight = None
+        if self._learning is not None:
+            await self._learning
+
+    async def _learn(self) -> None:
+        """Catch up the learners of applied batches (of partitions still owned); retried if it fails."""
+        targets, self._unlearned = self._unlearned, {}
+        owned = self.runtime.assigned
+        targets = {e: p for e, p in targets.items() if p in owned}
+        if not targets:
+            return
+        try:
+            await self.runtime.learners.learn(targets, partition=targets)
+        except Exception as exc:  # Redis away: nothing was skipped, the cursors did not move
+            log.warning(
+                "learning of %d experiments failed, retried with the next batch: %r", len(targets), exc
+            )
+            self._unlearned = {**targets, **self._unlearned}
 
     async def _apply(
         self,
@@ -169,7 +192,9 @@ class BatchConsumer(Service):
                 self.runtime, decisions, lambda _: ingestor.apply_decisions(prepared_decisions)
             )
         if prepared_events is not None:
-            await self.apply_batch(self.runtime, events, lambda _: ingestor.apply_events(prepared_events))
+            await self.apply_batch(
+                self.runtime, events, lambda _: ingestor.apply_events(prepared_events, learn=False)
+            )
         s = self.runtime.settings
         applied: dict[TopicPartition, int] = {}
         for rec in (*decisions, *events):
@@ -179,6 +204,14 @@ class BatchConsumer(Service):
             await consumer.commit(applied)
         except Exception as exc:  # a rebalance happened mid-batch: the next owner replays (harmless)
             log.warning("offset commit failed, records will be replayed: %r", exc)
+        if prepared_events is not None:
+            self._unlearned.update(prepared_events.learn_targets)
+        # learn this batch while the next one is joined; one round at a time, so learning lags the
+        # joins by a batch at most and never falls behind the reward stream's trimming
+        if self._learning is not None:
+            await self._learning
+        if self._unlearned:
+            self._learning = asyncio.create_task(self._learn())
 
     async def _caught_up(self, consumer: AIOKafkaConsumer) -> Any:
         """``caught_up(p)``: decisions-p has nothing more to read now (or it is not this worker's).

@@ -61,6 +61,11 @@ class PreparedEvents:
     consumed: Counter[str] = field(default_factory=Counter)
     unknown: int = 0  # events of experiments that do not exist (dead-lettered as unmatched)
 
+    @property
+    def learn_targets(self) -> dict[str, int]:
+        """Experiment -> partition of the learners this batch feeds."""
+        return {exp_id: items[0][2].partition for exp_id, (_, items) in self.known.items()}
+
 
 def describe_errors(exc: ValidationError, limit: int = 5) -> str:
     """``field: message`` for the first few errors (what a producer needs to fix its record)."""
@@ -149,8 +154,13 @@ class Ingestor:
                 prepared.known[exp_id] = (experiment, items)
         return prepared
 
-    async def apply_events(self, prepared: PreparedEvents) -> dict[str, int]:
-        """Join, learn and dead-letter a prepared batch; returns outcome counts."""
+    async def apply_events(self, prepared: PreparedEvents, *, learn: bool = True) -> dict[str, int]:
+        """Join, learn and dead-letter a prepared batch; returns outcome counts.
+
+        ``learn=False`` leaves learning to the caller (``prepared.learn_targets``): the batch consumer
+        learns one batch while it joins the next. Learners read the reward stream from their cursor, so
+        what they learn does not depend on when they run, only that they do.
+        """
         known = prepared.known
         bad = list(prepared.bad)
         counts: dict[str, int] = defaultdict(int)
@@ -182,10 +192,8 @@ class Ingestor:
                             rec, "unmatched", f"no decision {event.decision_id!r} within the grace period"
                         )
                     )
-        if known:
-            await self.learners.learn(
-                known, partition={e: items[0][2].partition for e, (_, items) in known.items()}
-            )
+        if known and learn:
+            await self.learners.learn(known, partition=prepared.learn_targets)
         for kind, n in prepared.consumed.items():
             self.sensor.on_events_consumed(kind, n)
         for (exp_id, kind, outcome), n in joined.items():

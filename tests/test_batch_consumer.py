@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumers.app import apply_batch
 from consumers.batch import BatchConsumer
-from consumers.ingest import Record
+from consumers.ingest import PreparedDecisions, PreparedEvents, Record
 from engine.config import Settings
 from engine.services.embedded import EmbeddedKafka
 from producers.kafka import EventProducer, ensure_topics
@@ -55,16 +55,19 @@ class _Recorder:
         self.ahead = 0
         self.done = asyncio.Event()
 
-    async def prepare(self, batch: Sequence[Record]) -> Sequence[Record]:
-        return batch
+    async def prepare_decisions(self, batch: Sequence[Record]) -> PreparedDecisions:
+        return PreparedDecisions(batch)
 
-    async def apply_decisions(self, batch: Sequence[Record]) -> None:
+    async def prepare_events(self, batch: Sequence[Record]) -> PreparedEvents:
+        return PreparedEvents(batch)
+
+    async def apply_decisions(self, prepared: PreparedDecisions) -> None:
         await asyncio.sleep(0.002)  # a Redis round trip: the next batch is prepared meanwhile
-        self.decided.update(orjson.loads(rec.value)["decision_id"] for rec in batch)
+        self.decided.update(orjson.loads(rec.value)["decision_id"] for rec in prepared.records)
 
-    async def apply_events(self, batch: Sequence[Record]) -> None:
+    async def apply_events(self, prepared: PreparedEvents, *, learn: bool = True) -> None:
         await asyncio.sleep(0.002)
-        for rec in batch:
+        for rec in prepared.records:
             self.events += 1
             self.ahead += orjson.loads(rec.value)["decision_id"] not in self.decided
         if self.events >= N:
@@ -89,8 +92,8 @@ async def _drain(bootstrap: str, settings: Settings) -> tuple[_Recorder, dict[st
     )
     recorder = _Recorder()
     runtime.ingestor = SimpleNamespace(
-        prepare_decisions=recorder.prepare,
-        prepare_events=recorder.prepare,
+        prepare_decisions=recorder.prepare_decisions,
+        prepare_events=recorder.prepare_events,
         apply_decisions=recorder.apply_decisions,
         apply_events=recorder.apply_events,
     )
