@@ -60,6 +60,7 @@ class BatchConsumer(Service):
         self.aligner = EventAligner(runtime.settings.ingest_align_max_hold_s)
         self._consumer: AIOKafkaConsumer | None = None
         self._in_flight: asyncio.Task[None] | None = None  # the batch being applied
+        self._committing: asyncio.Task[None] | None = None  # the newest batch's offset commit
         self._learning: asyncio.Task[None] | None = None  # the learners catching up with applied batches
         self._unlearned: dict[str, int] = {}  # experiment -> partition, applied but not learned yet
 
@@ -88,13 +89,14 @@ class BatchConsumer(Service):
             await self._consumer.stop()
 
     async def _run(self) -> None:
-        """Fetch and validate batch N+1 while batch N is applied: two stages, applies in fetch order.
+        """Fetch, validate and pack batch N+1 while batch N is applied, and commit and learn batch N
+        while batch N+1 is applied.
 
-        The apply stage is mostly Redis's work (the join scripts) and the learners'; the prepare stage
-        is this worker's (records, alignment, validation). Overlapping them keeps both cores busy,
-        where a sequential loop left each idle while the other worked. Applies stay strictly ordered
-        (one in flight), decisions before the events of the same fetch, and each batch's offsets are
-        committed only after it was applied.
+        The apply stage is Redis's work (the join scripts); preparing is this worker's (records,
+        alignment, validation, packing the scripts' arguments), and so is learning. Overlapping them
+        keeps both cores busy, where a sequential loop left each idle while the other worked. Applies
+        stay strictly ordered (one in flight, decisions before the events of the same fetch), commits
+        follow applies in order, and one learning round runs at a time.
         """
         assert self._consumer is not None
         consumer = self._consumer
@@ -141,9 +143,13 @@ class BatchConsumer(Service):
                 prepared_events = (
                     await self.apply_batch(self.runtime, events, ingestor.prepare_events) if events else None
                 )
-                await self.drain()
+                offsets: dict[TopicPartition, int] = {}
+                for rec in (*decisions, *events):
+                    tp = TopicPartition(s.topic(rec.topic), rec.partition)
+                    offsets[tp] = max(offsets.get(tp, -1), rec.offset + 1)
+                await self._applied()
                 self._in_flight = asyncio.create_task(
-                    self._apply(consumer, decisions, prepared_decisions, events, prepared_events)
+                    self._apply(decisions, prepared_decisions, events, prepared_events, offsets)
                 )
                 await self._report_lag(consumer)
         finally:
@@ -151,16 +157,23 @@ class BatchConsumer(Service):
                 self._in_flight.cancel()  # not applied, so not committed: the next owner replays it
             if self._learning is not None and not self._learning.done():
                 self._learning.cancel()  # the stream cursor was not advanced: the next learner replays
+            if self._committing is not None and not self._committing.done():
+                self._committing.cancel()  # uncommitted: replayed, and the ledger counts it once
 
     async def drain(self) -> None:
-        """Wait for the batch being applied and the learning behind it, if any."""
+        """Wait for the batch being applied, its commit and the learning behind it, if any."""
+        await self._applied()
+        for task in (self._committing, self._learning):
+            if task is not None:
+                await task
+
+    async def _applied(self) -> None:
+        """Wait for the batch being applied (not its learning, which overlaps the next batch)."""
         task = self._in_flight
         if task is not None:
             await task  # the loop and a revoke may both wait on it
             if self._in_flight is task:
                 self._in_flight = None
-        if self._learning is not None:
-            await self._learning
 
     async def _learn(self) -> None:
         """Catch up the learners of applied batches (of partitions still owned); retried if it fails."""
@@ -179,13 +192,14 @@ class BatchConsumer(Service):
 
     async def _apply(
         self,
-        consumer: AIOKafkaConsumer,
         decisions: list[Record],
         prepared_decisions: PreparedDecisions | None,
         events: list[Record],
         prepared_events: PreparedEvents | None,
+        offsets: dict[TopicPartition, int],
     ) -> None:
-        """Apply one prepared batch (decisions first), then commit what it applied."""
+        """Apply one prepared batch (decisions first); then commit it and learn from it, both
+        overlapping the next batch's apply."""
         ingestor = self.runtime.ingestor
         if prepared_decisions is not None:
             await self.apply_batch(
@@ -195,23 +209,24 @@ class BatchConsumer(Service):
             await self.apply_batch(
                 self.runtime, events, lambda _: ingestor.apply_events(prepared_events, learn=False)
             )
-        s = self.runtime.settings
-        applied: dict[TopicPartition, int] = {}
-        for rec in (*decisions, *events):
-            tp = TopicPartition(s.topic(rec.topic), rec.partition)
-            applied[tp] = max(applied.get(tp, -1), rec.offset + 1)
-        try:  # only what was applied: held events stay uncommitted, so a crash replays them
-            await consumer.commit(applied)
-        except Exception as exc:  # a rebalance happened mid-batch: the next owner replays (harmless)
-            log.warning("offset commit failed, records will be replayed: %r", exc)
-        if prepared_events is not None:
             self._unlearned.update(prepared_events.learn_targets)
-        # learn this batch while the next one is joined; one round at a time, so learning lags the
-        # joins by a batch at most and never falls behind the reward stream's trimming
+        self._committing = asyncio.create_task(self._commit(offsets, self._committing))
+        # one learning round at a time, so learning lags the joins by a batch at most and never
+        # falls behind the reward stream's trimming
         if self._learning is not None:
             await self._learning
         if self._unlearned:
             self._learning = asyncio.create_task(self._learn())
+
+    async def _commit(self, offsets: dict[TopicPartition, int], previous: asyncio.Task[None] | None) -> None:
+        """Commit an applied batch's offsets, after the batch before it (commits stay in order)."""
+        if previous is not None:
+            await previous
+        assert self._consumer is not None
+        try:  # only what was applied: held events stay uncommitted, so a crash replays them
+            await self._consumer.commit(offsets)
+        except Exception as exc:  # a rebalance happened mid-batch: the next owner replays (harmless)
+            log.warning("offset commit failed, records will be replayed: %r", exc)
 
     async def _caught_up(self, consumer: AIOKafkaConsumer) -> Any:
         """``caught_up(p)``: decisions-p has nothing more to read now (or it is not this worker's).

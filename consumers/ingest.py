@@ -8,6 +8,7 @@ or in the dead-letter topic with its reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
@@ -20,10 +21,14 @@ from pydantic import ValidationError
 from engine.concurrency import gather_all
 from engine.learner import LearnerPool
 from engine.metrics import Sensor
-from engine.store.ledger import RewardLedger
+from engine.store.ledger import PackedDecisions, RewardLedger
 from schemas import EVENT_MODELS, DeadLetter, DecisionLog, EventBase, Experiment
 
 log = logging.getLogger(__name__)
+
+#: records validated between two yields to the event loop: preparing a batch is CPU-bound for
+#: milliseconds, and the batch being applied meanwhile needs the loop to take its Redis replies
+YIELD_EVERY = 200
 
 #: logical topic name -> event type it carries
 EVENT_OF_TOPIC = {"impressions": "impression", "clicks": "click", "conversions": "conversion"}
@@ -49,6 +54,7 @@ class PreparedDecisions:
     good: list[DecisionLog] = field(default_factory=list)
     bad: list[DeadLetter] = field(default_factory=list)
     windows: dict[str, float] = field(default_factory=dict)  # experiment -> attribution window (s)
+    packed: list[PackedDecisions] = field(default_factory=list)  # the record script's arguments
 
 
 @dataclass(slots=True)
@@ -60,6 +66,7 @@ class PreparedEvents:
     bad: list[DeadLetter] = field(default_factory=list)
     consumed: Counter[str] = field(default_factory=Counter)
     unknown: int = 0  # events of experiments that do not exist (dead-lettered as unmatched)
+    packed: dict[str, bytes] = field(default_factory=dict)  # experiment -> the join script's events argument
 
     @property
     def learn_targets(self) -> dict[str, int]:
@@ -104,7 +111,9 @@ class Ingestor:
     async def prepare_decisions(self, records: Sequence[Record]) -> PreparedDecisions:
         """Validate (CPU only, no writes): the half a batch consumer overlaps with the previous apply."""
         prepared = PreparedDecisions(records)
-        for rec in records:
+        for i, rec in enumerate(records):
+            if i and i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the batch being applied take its Redis replies meanwhile
             try:
                 decision = DecisionLog.model_validate_json(rec.value)
             except ValidationError as exc:
@@ -113,11 +122,12 @@ class Ingestor:
             exp = await self.experiment(decision.experiment_id)
             prepared.windows[decision.experiment_id] = exp.attribution_window_s if exp else 86400.0
             prepared.good.append(decision)
+        prepared.packed = self.ledger.pack_decisions(prepared.good, prepared.windows)
         return prepared
 
     async def apply_decisions(self, prepared: PreparedDecisions) -> int:
         """Write validated decisions to the ledger; idempotent, so a retried batch is harmless."""
-        await self.ledger.record_decisions(prepared.good, prepared.windows)
+        await self.ledger.record_packed(prepared.packed)
         self.sensor.on_events_consumed("decision", len(prepared.records))
         await self._dead_letter(prepared.bad)
         return len(prepared.good)
@@ -131,7 +141,9 @@ class Ingestor:
         """Validate and group by experiment (CPU only, no writes)."""
         prepared = PreparedEvents(records)
         by_exp: dict[str, list[tuple[EventBase, bytes, Record]]] = defaultdict(list)
-        for rec in records:
+        for i, rec in enumerate(records):
+            if i and i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             kind = EVENT_OF_TOPIC.get(rec.topic)
             if kind is None:
                 prepared.bad.append(dead_letter(rec, "foreign_topic", f"not an event topic: {rec.topic}"))
@@ -152,6 +164,7 @@ class Ingestor:
                 prepared.unknown += len(items)
             else:
                 prepared.known[exp_id] = (experiment, items)
+                prepared.packed[exp_id] = self.ledger.pack_events([(e, raw) for e, raw, _ in items])
         return prepared
 
     async def apply_events(self, prepared: PreparedEvents, *, learn: bool = True) -> dict[str, int]:
@@ -167,10 +180,15 @@ class Ingestor:
         if prepared.unknown:
             counts["unmatched"] += prepared.unknown
         joined: Counter[tuple[str, str, str]] = Counter()  # (experiment, kind, outcome), reported per batch
-        # one script call per experiment, all in flight together: their keys are disjoint, and Redis
-        # runs one experiment's join while this worker packs the next
+        # one script call per experiment, all in flight together (their keys are disjoint); the
+        # arguments were packed in prepare_events, so this stage is mostly Redis's work
         all_outcomes = await gather_all(
-            self.ledger.apply_events(exp_id, [(e, raw) for e, raw, _ in items], exp.attribution_window_s)
+            self.ledger.apply_events(
+                exp_id,
+                [(e, raw) for e, raw, _ in items],
+                exp.attribution_window_s,
+                packed=prepared.packed.get(exp_id),
+            )
             for exp_id, (exp, items) in known.items()
         )
         for (exp_id, (experiment, items)), outcomes in zip(known.items(), all_outcomes, strict=True):

@@ -31,6 +31,15 @@ MAX_CONVERSIONS_PER_DECISION = 16
 
 
 @dataclass(frozen=True, slots=True)
+class PackedDecisions:
+    """One experiment's decisions as the record script's arguments."""
+
+    experiment_id: str
+    ttl_ms: int
+    rows: bytes  # JSON: [[decision_id, decided_at_ms, record_json], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEntry:
     """A reward from the stream with its id (the learner's cursor)."""
 
@@ -58,10 +67,17 @@ class RewardLedger:
 
     async def record_decisions(self, decisions: Sequence[DecisionLog], ttl_s: Mapping[str, float]) -> None:
         """Store decisions so later events can join them: one script call per experiment; idempotent."""
+        await self.record_packed(self.pack_decisions(decisions, ttl_s))
+
+    def pack_decisions(
+        self, decisions: Sequence[DecisionLog], ttl_s: Mapping[str, float]
+    ) -> list[PackedDecisions]:
+        """The record script's arguments, one per experiment (CPU only: a batch consumer packs the next
+        batch while Redis runs this one's scripts)."""
         by_exp: dict[str, list[DecisionLog]] = {}
         for d in decisions:
             by_exp.setdefault(d.experiment_id, []).append(d)
-        calls = []
+        packed = []
         for exp_id, items in by_exp.items():
             # keep records past the window so late events are classified late, not unmatched
             ttl_ms = int((2 * ttl_s.get(exp_id, 86400.0) + 3600) * 1000)
@@ -86,33 +102,24 @@ class RewardLedger:
                 ]
                 for d in items
             ]
-            keys = [self.keys.ledger(exp_id)]
-            args = [ttl_ms, self.keys.decision(exp_id, ""), orjson.dumps(rows)]
-            calls.append(self._record(keys=keys, args=args))
-        await gather_all(calls)  # experiments' keys are disjoint: all in flight together
+            packed.append(PackedDecisions(exp_id, ttl_ms, orjson.dumps(rows)))
+        return packed
 
-    async def apply_events(
-        self,
-        experiment_id: str,
-        events: Sequence[tuple[EventBase, bytes]],
-        window_s: float,
-        now: float | None = None,
-        *,
-        retry: bool = False,
-    ) -> list[EventOutcome]:
-        """Join one experiment's events (model, raw bytes) atomically; one outcome per event.
+    async def record_packed(self, packed: Sequence[PackedDecisions]) -> None:
+        """Run the record script for each experiment's packed decisions, all in flight together
+        (experiments' keys are disjoint)."""
+        await gather_all(
+            self._record(
+                keys=[self.keys.ledger(p.experiment_id)],
+                args=[p.ttl_ms, self.keys.decision(p.experiment_id, ""), p.rows],
+            )
+            for p in packed
+        )
 
-        ``retry`` marks events re-submitted from the pending set, which the script then clears.
-        """
-        if not events:
-            return []
-        now_ms = int((now if now is not None else time.time()) * 1000)
-        keys = [
-            self.keys.ledger(experiment_id),
-            self.keys.rewards(experiment_id),
-            self.keys.pending(experiment_id),
-        ]
-        packed = orjson.dumps(
+    @staticmethod
+    def pack_events(events: Sequence[tuple[EventBase, bytes]]) -> bytes:
+        """The join script's event argument: one JSON array instead of 4 arguments per event."""
+        return orjson.dumps(
             [
                 [
                     e.event_id,
@@ -124,6 +131,30 @@ class RewardLedger:
                 for e, _ in events
             ]
         )
+
+    async def apply_events(
+        self,
+        experiment_id: str,
+        events: Sequence[tuple[EventBase, bytes]],
+        window_s: float,
+        now: float | None = None,
+        *,
+        retry: bool = False,
+        packed: bytes | None = None,
+    ) -> list[EventOutcome]:
+        """Join one experiment's events (model, raw bytes) atomically; one outcome per event.
+
+        ``retry`` marks events re-submitted from the pending set, which the script then clears.
+        ``packed`` is ``pack_events(events)`` when the caller packed them ahead of time.
+        """
+        if not events:
+            return []
+        now_ms = int((now if now is not None else time.time()) * 1000)
+        keys = [
+            self.keys.ledger(experiment_id),
+            self.keys.rewards(experiment_id),
+            self.keys.pending(experiment_id),
+        ]
         args: list[Any] = [
             now_ms,
             int(window_s * 1000),
@@ -132,7 +163,7 @@ class RewardLedger:
             self.grace_ms,
             1 if retry else 0,
             self.keys.decision(experiment_id, ""),
-            packed,
+            packed if packed is not None else self.pack_events(events),
         ]
         result = await self._apply(keys=keys, args=args)
         outcomes = [r.decode() if isinstance(r, bytes) else str(r) for r in result]
