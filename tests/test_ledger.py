@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from engine.store import Keys, RewardLedger
+from engine.types import Reward
 from schemas import ClickEvent, ConversionEvent, DecisionLog, EventBase, ImpressionEvent
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -59,13 +60,22 @@ async def test_events_join_their_decision_and_reach_the_stream(ledger: RewardLed
         ("click", 1.0),
         ("conversion", 19.5),
     ]
-    r = entries[0].reward
-    assert (r.variant_id, r.propensity, r.model_version, r.attributes, r.context_text) == (
-        "a",
-        0.5,
-        3,
-        {"segment": "s1"},
-        "home",
+    # every field of the decision reaches the learner (the stream record is read positionally)
+    assert entries[2].reward == Reward(
+        decision_id="d1",
+        experiment_id="x",
+        variant_id="a",
+        user_id="u1",
+        kind="conversion",
+        value=19.5,
+        propensity=0.5,
+        allocator="thompson",
+        model_version=3,
+        decided_at=NOW.timestamp(),
+        event_time=NOW.timestamp(),
+        attributes={"segment": "s1"},
+        context_text="home",
+        features={},
     )
 
 

@@ -118,19 +118,24 @@ class RewardLedger:
 
     @staticmethod
     def pack_events(events: Sequence[tuple[EventBase, bytes]]) -> bytes:
-        """The join script's event argument: one JSON array instead of 4 arguments per event."""
-        return orjson.dumps(
-            [
+        """The join script's event argument: one JSON array instead of 4 arguments per event.
+
+        Reads the models' ``__dict__``: ``getattr(e, "value", 0.0)`` on an event without a value
+        goes through pydantic's ``__getattr__`` and an exception, and made this 3x slower.
+        """
+        rows = []
+        for e, _ in events:
+            f = e.__dict__
+            rows.append(
                 [
-                    e.event_id,
-                    e.type,
-                    repr(float(getattr(e, "value", 0.0))),
-                    int(e.event_time.timestamp() * 1000),
-                    e.decision_id,
+                    f["event_id"],
+                    f["type"],
+                    repr(float(f.get("value", 0.0))),
+                    int(f["event_time"].timestamp() * 1000),
+                    f["decision_id"],
                 ]
-                for e, _ in events
-            ]
-        )
+            )
+        return orjson.dumps(rows)
 
     async def apply_events(
         self,
@@ -221,19 +226,21 @@ class RewardLedger:
 def _reward(experiment_id: str, f: Mapping[bytes, bytes]) -> Reward:
     d = orjson.loads(f[b"r"])
     kind: RewardKind = f[b"k"].decode()  # type: ignore[assignment]
+    # positional, in Reward's field order: half the cost of keywords for a frozen dataclass of
+    # 14 fields, on a path every learned event takes (tests/test_ledger.py checks every field)
     return Reward(
-        decision_id=d["d"],
-        experiment_id=experiment_id,
-        variant_id=d["v"],
-        user_id=d["u"],
-        kind=kind,
-        value=float(f[b"val"]),
-        propensity=d["p"],
-        allocator=d["a"],
-        model_version=d["m"],
-        decided_at=d["t"],
-        event_time=int(f[b"et"]) / 1000.0,
-        attributes=d["at"],
-        context_text=d["c"],
-        features=d["f"],
+        d["d"],  # decision_id
+        experiment_id,
+        d["v"],  # variant_id
+        d["u"],  # user_id
+        kind,
+        float(f[b"val"]),  # value
+        d["p"],  # propensity
+        d["a"],  # allocator
+        d["m"],  # model_version
+        d["t"],  # decided_at
+        int(f[b"et"]) / 1000.0,  # event_time
+        d["at"],  # attributes
+        d["c"],  # context_text
+        d["f"],  # features
     )
