@@ -39,8 +39,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # the batch being applied finishes (and commits) first: nothing of this worker is still
-        # applying or learning when its partitions move on
+        # the batch being applied finishes first: nothing of this worker is still applying or
+        # learning when its partitions move on
         await self.service.drain()
         partitions = {tp.partition for tp in revoked}
         self.service.aligner.forget(sorted(partitions))
@@ -161,11 +161,19 @@ class BatchConsumer(Service):
                 self._committing.cancel()  # uncommitted: replayed, and the ledger counts it once
 
     async def drain(self) -> None:
-        """Wait for the batch being applied, its commit and the learning behind it, if any."""
+        """Before a revoke: wait for the batch being applied and the learning behind it; drop a commit
+        still in flight.
+
+        Not awaiting the commit is deliberate: a commit sent while the group rebalances can be
+        answered "rebalance in progress" until this member rejoins, and the member rejoins only once
+        this callback returns. Uncommitted offsets are replayed by the next owner, and the ledger
+        counts a replayed event once.
+        """
         await self._applied()
-        for task in (self._committing, self._learning):
-            if task is not None:
-                await task
+        if self._learning is not None:
+            await self._learning
+        if self._committing is not None and not self._committing.done():
+            self._committing.cancel()
 
     async def _applied(self) -> None:
         """Wait for the batch being applied (not its learning, which overlaps the next batch)."""
