@@ -131,7 +131,11 @@ class BatchConsumer(Service):
                         self.aligner.decided(tp.partition, max(r.timestamp for r in records))
                     else:
                         fetched_events.extend(records)
-                events = self.aligner.admit(fetched_events, await self._caught_up(consumer), time.monotonic())
+                events = (
+                    self.aligner.admit(fetched_events, await self._caught_up(consumer), time.monotonic())
+                    if fetched_events or self.aligner.holding()
+                    else []
+                )
                 self._pause_held(consumer)
                 if not decisions and not events:
                     continue
@@ -247,7 +251,12 @@ class BatchConsumer(Service):
         for tp in consumer.assignment():
             if tp.topic == decisions_topic:
                 high = consumer.highwater(tp)
-                done[tp.partition] = high is not None and await consumer.position(tp) >= high
+                try:
+                    done[tp.partition] = high is not None and await consumer.position(tp) >= high
+                except (
+                    Exception
+                ):  # revoked meanwhile: nothing to wait for there (the events are forgotten too)
+                    done[tp.partition] = True
         return lambda partition: done.get(partition, True)
 
     def _pause_held(self, consumer: AIOKafkaConsumer) -> None:
