@@ -103,6 +103,7 @@ def main() -> None:
             env = {
                 **os.environ,
                 "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                "ABENGINE_KAFKA_BROKER": "tansu",
                 "REDIS_URL": redis.url,
                 "ABENGINE_HTTP_PORT": str(p_engine),
                 "ABENGINE_LOG_LEVEL": "warning",

@@ -153,6 +153,7 @@ def run_worker(
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "ABENGINE_KAFKA_BROKER": "tansu",
         "REDIS_URL": redis_url,
         "ABENGINE_INGEST_MODE": mode,
         "ABENGINE_CONSUMER_GROUP": group,

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def faust_settings(settings: Settings, bootstrap_servers: str, embedded: bool) -> dict[str, Any]:
-    """faust App options; the Tansu timings apply only to the embedded broker."""
+def faust_settings(settings: Settings, bootstrap_servers: str, tansu: bool) -> dict[str, Any]:
+    """faust App options; the short group timings apply only to a Tansu broker, never to Kafka."""
     opts: dict[str, Any] = {
         "broker": ";".join(f"kafka://{h}" for h in bootstrap_servers.split(",")),
         # faust's own aiohttp stack stays off: the engine's HTTP API is registered with
@@ -45,7 +45,7 @@ def faust_settings(settings: Settings, bootstrap_servers: str, embedded: bool) -
         "broker_commit_interval": 1.0,
         "producer_acks": -1,
     }
-    if embedded:
+    if tansu:
         # Tansu holds a group join for max(1 s, session_timeout / 2): keep rebalances short.
         opts.update(broker_session_timeout=6.0, broker_heartbeat_interval=1.0, broker_rebalance_timeout=6.0)
     return opts
@@ -113,7 +113,7 @@ async def apply_batch(
 def create_app(runtime: Runtime) -> faust.App:
     """The worker's faust app bound to ``runtime``."""
     s = runtime.settings
-    app = faust.App(s.consumer_group, **faust_settings(s, runtime.bootstrap_servers, runtime.embedded_kafka))
+    app = faust.App(s.consumer_group, **faust_settings(s, runtime.bootstrap_servers, runtime.tansu))
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     decisions_topic = app.topic(s.topic("decisions"), **raw)
     events_topic = app.topic(*(s.topic(t) for t in EVENT_TOPICS), **raw)

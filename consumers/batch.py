@@ -68,7 +68,7 @@ class BatchConsumer(Service):
         s = self.runtime.settings
         self.logical = {s.topic(t): t for t in ("decisions", "impressions", "clicks", "conversions")}
         timing: dict[str, int] = {}
-        if self.runtime.embedded_kafka:  # Tansu: keep group joins short (DEVELOPERS.md)
+        if self.runtime.tansu:  # Tansu: keep group joins short (DEVELOPERS.md)
             timing = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "rebalance_timeout_ms": 6000}
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.runtime.bootstrap_servers,

@@ -45,6 +45,8 @@ def demo_cmd(n_decisions: int, concurrency: int, seed: int, allocator: str) -> N
 
     settings = Settings()
     with services(settings) as ep:
+        if ep.embedded_kafka:  # the worker reaches our embedded broker by address: tell it it is Tansu
+            settings = settings.model_copy(update={"kafka_broker": "tansu"})
         asyncio.run(
             _demo(settings, ep.bootstrap_servers, ep.redis_url, n_decisions, concurrency, seed, allocator)
         )
@@ -62,6 +64,7 @@ async def _start_worker(
         "REDIS_URL": redis_url,
         "ABENGINE_HTTP_PORT": str(port),
         "ABENGINE_LOG_LEVEL": "warning",
+        "ABENGINE_KAFKA_BROKER": settings.kafka_broker,
     }
     out = open(log_path, "ab")  # noqa: SIM115
     proc = subprocess.Popen(

@@ -145,6 +145,15 @@ class Settings(BaseSettings):
         "Redis (entries after the last snapshot are never trimmed away).",
     )
 
+    kafka_broker: Literal["kafka", "tansu"] = Field(
+        "kafka",
+        validation_alias=_env("ABENGINE_KAFKA_BROKER"),
+        description="What `KAFKA_BOOTSTRAP_SERVERS` points at: `kafka` (Apache Kafka: client default "
+        "group timings) or `tansu` (a Tansu broker started outside this worker, as the demo, tests and "
+        "benchmarks do: session 6 s, heartbeat 1 s, rebalance 6 s, because Tansu holds every group join "
+        "for half the session timeout). The embedded broker always gets the Tansu timings.",
+    )
+
     # --- embedded broker (Tansu) only --------------------------------------------------------
     embedded_kafka_port: int = Field(
         0,

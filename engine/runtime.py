@@ -49,6 +49,8 @@ class Runtime:
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers
         self.embedded_kafka = embedded_kafka
+        #: the broker is Tansu (embedded or started beside us): short group timings (DEVELOPERS.md)
+        self.tansu = embedded_kafka or settings.kafka_broker == "tansu"
         self.worker_id = f"{os.uname().nodename}:{os.getpid()}"
         self.sensor = PrometheusSensor()
         self.keys = Keys()

@@ -14,6 +14,7 @@ import httpx
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port
 
 FAST_SETTINGS = {
+    "ABENGINE_KAFKA_BROKER": "tansu",  # the fixture's broker: short group timings
     "ABENGINE_TOPIC_PARTITIONS": "4",
     "ABENGINE_RANKER_ENABLED": "0",
     "ABENGINE_POLICY_REFRESH_S": "0.2",

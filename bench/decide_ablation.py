@@ -1,0 +1,154 @@
+"""Where a decide's time goes: the saturated decide rate with parts of the path switched off.
+
+    .venv/bin/python bench/decide_ablation.py [--rounds 2] [--seconds 8]
+
+Builds a throwaway git worktree of HEAD, applies ``bench/decide_ablation.patch`` there (an
+``ABLATE`` environment variable that skips the Redis memory read, the decision log's produce, or
+the worker's ingestion of its own decision log; never part of the engine), and measures each
+configuration with wrk (32 connections, core 1) against a fresh worker on core 0; Tansu and Redis
+run on core 1 beside wrk, so core 0 holds the worker alone. Configurations alternate round by
+round, because this VM's speed drifts. Prints req/s and the CPU time per decision each part costs
+(the difference of 1/rate between neighbouring configurations); writes
+docs/results/decide_ablation.json. Measures; asserts nothing. Needs wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_decide import SCHEMA, body, wait_http  # noqa: E402
+from bench.loadgen import closed_loop, wrk_available, wrk_closed_loop  # noqa: E402
+from bench.procs import stop  # noqa: E402
+from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
+
+#: (allocator, parts switched off), in the order each removes one more part of the path
+CONFIGS = [
+    ("actor_critic", ""),
+    ("actor_critic", "memory"),
+    ("actor_critic", "memory,ingest"),
+    ("actor_critic", "memory,ingest,log"),
+    ("thompson", ""),
+    ("thompson", "ingest,log"),
+]
+
+
+def worktree(tmp: Path) -> Path:
+    """HEAD checked out beside the repository with the ablation switches patched in."""
+    path = tmp / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), "HEAD"], check=True)
+    subprocess.run(
+        ["git", "-C", str(path), "apply", str(ROOT / "bench" / "decide_ablation.patch")], check=True
+    )
+    return path
+
+
+def measure(
+    tree: Path, kafka: str, redis_url: str, alloc: str, ablate: str, seconds: float, log: Path
+) -> dict:
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "ABENGINE_KAFKA_BROKER": "tansu",
+        "REDIS_URL": redis_url,
+        "ABENGINE_HTTP_PORT": str(port),
+        "ABENGINE_LOG_LEVEL": "warning",
+        "ABENGINE_TOPIC_PARTITIONS": "4",
+        "ABLATE": ablate,
+        "PYTHONPATH": str(tree),  # the patched tree, not the editable install's
+    }
+    worker = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "engine.cli", "worker"],
+        env=env,
+        cwd=tree,
+        stdout=open(log, "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        engine = f"http://127.0.0.1:{port}"
+        wait_http(f"{engine}/readyz")
+        exp = f"ablate-{alloc}-{time.monotonic_ns()}"
+        spec = {
+            "id": exp,
+            "allocator": alloc,
+            "variants": [{"id": f"v{i}", "text": f"Headline number {i}"} for i in range(10)],
+            **({"allocator_config": {"schema": SCHEMA}} if alloc == "actor_critic" else {}),
+        }
+        r = httpx.post(f"{engine}/v1/experiments", json=spec, timeout=120)
+        assert r.status_code == 201, r.text
+        url = f"{engine}/v1/experiments/{exp}/decide"
+        asyncio.run(closed_loop(url, body, 1.0, 16))  # warm up
+        time.sleep(1.0)
+        got = wrk_closed_loop(url, seconds, 32)
+        return {"allocator": alloc, "off": ablate or "-", **got}
+    finally:
+        stop([worker])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "decide_ablation.json"))
+    args = ap.parse_args()
+    if not wrk_available():
+        sys.exit("wrk is needed (apt-get install wrk)")
+    os.sched_setaffinity(0, {1})
+    tmp = Path(tempfile.mkdtemp(prefix="decide-ablation-"))
+    tree = worktree(tmp)
+    rows: list[dict] = []
+    try:
+        with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as redis:
+            for pid in (kafka._proc.pid, redis._server.pid):  # type: ignore[union-attr,attr-defined]
+                os.sched_setaffinity(pid, {1})
+            for rnd in range(args.rounds):
+                for alloc, ablate in CONFIGS:
+                    row = measure(
+                        tree, kafka.bootstrap_servers, redis.url, alloc, ablate, args.seconds, tmp / "w.log"
+                    )
+                    row["round"] = rnd
+                    rows.append(row)
+                    print(
+                        f"round {rnd} {alloc:13} off={row['off']:18} {row['achieved_rps']:8.0f} req/s",
+                        flush=True,
+                    )
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    mean = {
+        (a, o or "-"): statistics.mean(
+            r["achieved_rps"] for r in rows if (r["allocator"], r["off"]) == (a, o or "-")
+        )
+        for a, o in CONFIGS
+    }
+    print(f"\n{'allocator':13} {'switched off':20} {'req/s':>8} {'us/decision':>12} {'part costs us':>14}")
+    prev: tuple[str, str] | None = None
+    for a, o in CONFIGS:
+        key = (a, o or "-")
+        us = 1e6 / mean[key]
+        part = "" if prev is None or prev[0] != a else f"{1e6 / mean[prev] - us:14.1f}"
+        print(f"{a:13} {key[1]:20} {mean[key]:8.0f} {us:12.1f} {part}")
+        prev = key
+    Path(args.out).write_text(
+        json.dumps(
+            {"machine": os.uname().nodename, "seconds": args.seconds, "rounds": args.rounds, "rows": rows},
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
