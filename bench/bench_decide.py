@@ -10,6 +10,9 @@ from the scheduled send time, so queueing is not hidden) and closed loop with 32
 connection from wrk (native; `apt-get install wrk`), or from Python when wrk is missing (then
 the generator, not the server, is the ceiling, and the table says so). The engine runs each
 allocator in turn: `actor_critic` reads the user's memory from Redis on every decide.
+Then (``--split``, on by default) the same allocators on a decide-only worker
+(``ABENGINE_INGEST_ENABLED=0``) on core 0, with an ingesting worker on core 1 beside the
+generator: the deployment in which serving does not also ingest its own decision log.
 Prints a table, ratios engine/peer, and writes docs/results/bench_decide.json. Measures;
 asserts nothing.
 """
@@ -82,12 +85,43 @@ async def measure(name: str, url: str, rates: list[int], seconds: float) -> list
 SCHEMA = {"categorical": {"segment": ["s0", "s1", "s2"]}}
 
 
+def experiments(engine: str, allocators: list[str], label: str, prefix: str) -> list[tuple[str, str]]:
+    """Create one 10-variant experiment per allocator on ``engine``; (row label, decide URL) each."""
+    out = []
+    for alloc in allocators:
+        spec = {
+            "id": f"{prefix}-{alloc}",
+            "allocator": alloc,
+            "variants": [{"id": f"v{i}", "text": f"Headline number {i}"} for i in range(10)],
+            **({"allocator_config": {"schema": SCHEMA}} if alloc == "actor_critic" else {}),
+        }
+        r = httpx.post(f"{engine}/v1/experiments", json=spec, timeout=120)
+        assert r.status_code == 201, r.text
+        out.append((f"{label} ({alloc})", f"{engine}/v1/experiments/{prefix}-{alloc}/decide"))
+    return out
+
+
+def degraded_decisions(engine: str) -> float:
+    metrics = httpx.get(f"{engine}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("abengine_degraded_decisions_total")
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rates", default="500,1000,2000,4000")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--allocators", default="actor_critic,thompson", help="engine allocators, in turn")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench_decide.json"))
+    ap.add_argument(
+        "--split",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure a decide-only worker beside an ingesting one",
+    )
     args = ap.parse_args()
     rates = [int(x) for x in args.rates.split(",")]
     os.sched_setaffinity(0, {1})
@@ -109,33 +143,48 @@ def main() -> None:
                 "ABENGINE_LOG_LEVEL": "warning",
                 "ABENGINE_TOPIC_PARTITIONS": "4",
             }
-            procs.append(pinned([py, "-m", "engine.cli", "worker"], 0, env, tmp / "worker.log"))
+            worker = pinned([py, "-m", "engine.cli", "worker"], 0, env, tmp / "worker.log")
+            procs.append(worker)
             engine = f"http://127.0.0.1:{p_engine}"
             wait_http(f"{engine}/readyz")
             targets = [
                 ("aiohttp+pydantic", f"http://127.0.0.1:{p_plain}/decide"),
                 ("aiohttp+pydantic+redis", f"http://127.0.0.1:{p_redis}/decide"),
             ]
-            for alloc in args.allocators.split(","):
-                spec = {
-                    "id": f"bench-{alloc}",
-                    "allocator": alloc,
-                    "variants": [{"id": f"v{i}", "text": f"Headline number {i}"} for i in range(10)],
-                    **({"allocator_config": {"schema": SCHEMA}} if alloc == "actor_critic" else {}),
-                }
-                r = httpx.post(f"{engine}/v1/experiments", json=spec, timeout=120)
-                assert r.status_code == 201, r.text
-                targets.append((f"abengine ({alloc})", f"{engine}/v1/experiments/bench-{alloc}/decide"))
+            targets += experiments(engine, args.allocators.split(","), "abengine", "bench")
             for name, url in targets:
                 if "abengine" not in name:
                     wait_http(url.replace("/decide", "/"))
                 rows += asyncio.run(measure(name, url, rates, args.seconds))
-            metrics = httpx.get(f"{engine}/metrics", timeout=10).text
-            degraded = sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in metrics.splitlines()
-                if line.startswith("abengine_degraded_decisions_total")
-            )
+            degraded = degraded_decisions(engine)
+            if args.split:
+                stop([worker])
+                # an ingesting worker beside the generator on core 1, a decide-only one on core 0
+                ingest_port, serve_port = free_port(), free_port()
+                procs.append(
+                    pinned(
+                        [py, "-m", "engine.cli", "worker"],
+                        1,
+                        {**env, "ABENGINE_HTTP_PORT": str(ingest_port)},
+                        tmp / "worker-ingest.log",
+                    )
+                )
+                procs.append(
+                    pinned(
+                        [py, "-m", "engine.cli", "worker"],
+                        0,
+                        {**env, "ABENGINE_HTTP_PORT": str(serve_port), "ABENGINE_INGEST_ENABLED": "0"},
+                        tmp / "worker-serve.log",
+                    )
+                )
+                serve = f"http://127.0.0.1:{serve_port}"
+                wait_http(f"http://127.0.0.1:{ingest_port}/readyz")
+                wait_http(f"{serve}/readyz")
+                for name, url in experiments(
+                    serve, args.allocators.split(","), "abengine decide-only", "split"
+                ):
+                    rows += asyncio.run(measure(name, url, rates, args.seconds))
+                degraded += degraded_decisions(serve)
         finally:
             stop(procs)
     print(

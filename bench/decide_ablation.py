@@ -3,8 +3,9 @@
     .venv/bin/python bench/decide_ablation.py [--rounds 2] [--seconds 8]
 
 Builds a throwaway git worktree of HEAD, applies ``bench/decide_ablation.patch`` there (an
-``ABLATE`` environment variable that skips the Redis memory read, the decision log's produce, or
-the worker's ingestion of its own decision log; never part of the engine), and measures each
+``ABLATE`` environment variable that skips the Redis memory read or the decision log's produce;
+never part of the engine; the worker's ingestion of its own decision log is switched off with the
+real ``ABENGINE_INGEST_ENABLED=0``), and measures each
 configuration with wrk (32 connections, core 1) against a fresh worker on core 0; Tansu and Redis
 run on core 1 beside wrk, so core 0 holds the worker alone. Configurations alternate round by
 round, because this VM's speed drifts. Prints req/s and the CPU time per decision each part costs
@@ -69,6 +70,8 @@ def measure(
         "ABENGINE_LOG_LEVEL": "warning",
         "ABENGINE_TOPIC_PARTITIONS": "4",
         "ABLATE": ablate,
+        # the worker's ingestion of its decision log is off in a decide-only worker (a real setting)
+        "ABENGINE_INGEST_ENABLED": "0" if "ingest" in ablate else "1",
         "PYTHONPATH": str(tree),  # the patched tree, not the editable install's
     }
     worker = subprocess.Popen(

@@ -6,6 +6,8 @@ Redis ledger makes replays harmless). Two interchangeable paths
 (``ABENGINE_INGEST_MODE``): ``batch`` (default), an aiokafka batch consumer run
 as a service of this app (consumers/batch.py), and ``faust``, thin agents over
 ``take_events``. The HTTP API runs in the same process (:class:`EngineService`).
+With ``ABENGINE_INGEST_ENABLED=0`` a worker ingests nothing and only serves (a
+decide-only worker beside ingesting ones; docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class EngineService(Service):
         from engine.api import create_http_app
 
         await self.runtime.start()
-        if self.runtime.settings.ingest_mode == "batch":
+        if self.runtime.settings.ingest_enabled and self.runtime.settings.ingest_mode == "batch":
             from consumers.batch import BatchConsumer
 
             await self.add_runtime_dependency(BatchConsumer(self.runtime, apply_batch))
@@ -126,8 +128,8 @@ def create_app(runtime: Runtime) -> faust.App:
         ]
 
     app.web_server(EngineService(runtime))
-    if s.ingest_mode == "batch":
-        return app  # EngineService runs the batch consumer; no agents
+    if not s.ingest_enabled or s.ingest_mode == "batch":
+        return app  # decide-only, or EngineService runs the batch consumer: no agents
 
     @app.agent(decisions_topic, name="decisions")
     async def decisions(stream: faust.StreamT) -> None:

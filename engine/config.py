@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         validation_alias=_env("ABENGINE_CONSUMER_GROUP"),
         description="Kafka consumer group (faust app id) shared by all workers.",
     )
+    ingest_enabled: bool = Field(
+        True,
+        validation_alias=_env("ABENGINE_INGEST_ENABLED"),
+        description="Consume the decision and event topics here (joins, learning, memory writes). Off: "
+        "a decide-only worker, which serves the API from the policies that ingesting workers publish "
+        "(reloaded every `ABENGINE_POLICY_REFRESH_S`) and keeps its core for serving.",
+    )
     ingest_mode: Literal["batch", "faust"] = Field(
         "batch",
         validation_alias=_env("ABENGINE_INGEST_MODE"),

@@ -284,6 +284,7 @@ class Runtime:
             "redis": self.redis_ok,
             "redis_ping_ms": round((time.perf_counter() - t0) * 1000, 3),
             "kafka_undelivered": self.producer.failures,
+            "ingesting": self.settings.ingest_enabled,
             "partitions": sorted(self.assigned),
             "experiments": len(self.serving.experiments),
             "learning": sorted(self.learners.learners),

@@ -95,8 +95,9 @@ class Cluster:
         }
         self.workers: list[WorkerProcess] = []
 
-    def add_worker(self, name: str) -> WorkerProcess:
-        w = WorkerProcess(name, self.env, self.tmp).start()
+    def add_worker(self, name: str, **env: str) -> WorkerProcess:
+        """Start a worker; ``env`` adds or overrides its settings (e.g. ABENGINE_INGEST_ENABLED="0")."""
+        w = WorkerProcess(name, {**self.env, **env}, self.tmp).start()
         self.workers.append(w)
         return w
 
