@@ -26,6 +26,9 @@ from consumers.ingest import PreparedDecisions, PreparedEvents, Record
 
 log = logging.getLogger(__name__)
 
+#: longest a graceful stop waits for the batch in flight to be applied and committed
+STOP_GRACE_S = 5.0
+
 #: The group's assignor. Range assigns each topic's partitions to the members in the same contiguous
 #: ranges, so partition p of decisions, impressions, clicks and conversions lands on one worker (the topics
 #: are co-partitioned by experiment id and have the same partition count). aiokafka's default, round-robin
@@ -85,8 +88,21 @@ class BatchConsumer(Service):
         self.add_future(self._run())
 
     async def on_stop(self) -> None:
+        # a graceful stop commits what it has applied, so the next owner replays less; bounded, so a
+        # broker or Redis that does not answer cannot hold the shutdown (uncommitted is replayed, and
+        # the ledger counts a replayed event once)
+        try:
+            await asyncio.wait_for(self._settle(), timeout=STOP_GRACE_S)
+        except Exception as exc:
+            log.warning("stopping before the last batch was committed (it will be replayed): %r", exc)
         if self._consumer is not None:
             await self._consumer.stop()
+
+    async def _settle(self) -> None:
+        """Wait for the batch being applied and for the newest offset commit."""
+        await self._applied()
+        if self._committing is not None:
+            await self._committing
 
     async def _run(self) -> None:
         """Fetch, validate and pack batch N+1 while batch N is applied, and commit and learn batch N

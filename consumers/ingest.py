@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -34,9 +35,9 @@ YIELD_EVERY = 200
 EVENT_OF_TOPIC = {"impressions": "impression", "clicks": "click", "conversions": "conversion"}
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One Kafka record as the agents see it."""
+class Record(NamedTuple):
+    """One Kafka record as the agents see it (a named tuple: built for every record consumed, at a
+    third of a frozen dataclass's cost)."""
 
     topic: str  # logical name: decisions, impressions, clicks, conversions
     partition: int

@@ -64,13 +64,17 @@ class _Recorder:
     async def apply_decisions(self, prepared: PreparedDecisions) -> None:
         await asyncio.sleep(0.002)  # a Redis round trip: the next batch is prepared meanwhile
         self.decided.update(orjson.loads(rec.value)["decision_id"] for rec in prepared.records)
+        self._check_done()
 
     async def apply_events(self, prepared: PreparedEvents, *, learn: bool = True) -> None:
         await asyncio.sleep(0.002)
         for rec in prepared.records:
             self.events += 1
             self.ahead += orjson.loads(rec.value)["decision_id"] not in self.decided
-        if self.events >= N:
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self.events >= N and len(self.decided) >= N:
             self.done.set()
 
 
@@ -82,7 +86,7 @@ async def _drain(bootstrap: str, settings: Settings) -> tuple[_Recorder, dict[st
     warm.set()
     runtime = SimpleNamespace(
         settings=settings,
-        embedded_kafka=True,
+        tansu=True,
         bootstrap_servers=bootstrap,
         warm=warm,
         on_partitions_assigned=nothing,
@@ -101,9 +105,8 @@ async def _drain(bootstrap: str, settings: Settings) -> tuple[_Recorder, dict[st
     await consumer.start()
     try:
         await asyncio.wait_for(recorder.done.wait(), timeout=60)
-        await asyncio.sleep(0.5)  # the last batch's commit
     finally:
-        await consumer.stop()
+        await consumer.stop()  # a graceful stop commits the last applied batch
     check = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{settings.consumer_group}-ingest")
     await check.start()
     try:

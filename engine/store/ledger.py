@@ -226,8 +226,8 @@ class RewardLedger:
 def _reward(experiment_id: str, f: Mapping[bytes, bytes]) -> Reward:
     d = orjson.loads(f[b"r"])
     kind: RewardKind = f[b"k"].decode()  # type: ignore[assignment]
-    # positional, in Reward's field order: half the cost of keywords for a frozen dataclass of
-    # 14 fields, on a path every learned event takes (tests/test_ledger.py checks every field)
+    # positional, in Reward's field order, on a path every learned event takes (tests/test_ledger.py
+    # checks every field)
     return Reward(
         d["d"],  # decision_id
         experiment_id,
