@@ -56,7 +56,9 @@ def applied(client: redis.Redis, exp_ids: list[str]) -> int:
     return total
 
 
-def run(n: int, kafka: str, redis_url: str, tmp: Path, decisions: int, exp_ids: list[str]) -> dict:
+def run(
+    n: int, kafka: str, redis_url: str, tmp: Path, decisions: int, exp_ids: list[str], rep: int = 0
+) -> dict:
     """N workers draining one backlog: the backlog is produced first (topics of their own), then the
     workers start together and are timed from the first applied event to the last.
 
@@ -67,7 +69,7 @@ def run(n: int, kafka: str, redis_url: str, tmp: Path, decisions: int, exp_ids: 
     is part of what is measured, and the row says how many ownership changes /readyz saw."""
     client = redis.Redis.from_url(redis_url)
     reset(client, exp_ids)
-    settings = Settings(topic_partitions=PARTITIONS, topic_prefix=f"scale{n}")
+    settings = Settings(topic_partitions=PARTITIONS, topic_prefix=f"scale{n}r{rep}")
     sent = asyncio.run(fill(kafka, settings, exp_ids, decisions))  # fill() creates the topics
     events = sent - decisions
     ports = [free_port() for _ in range(n)]
@@ -78,7 +80,7 @@ def run(n: int, kafka: str, redis_url: str, tmp: Path, decisions: int, exp_ids: 
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "ABENGINE_KAFKA_BROKER": "tansu",
             "REDIS_URL": redis_url,
-            "ABENGINE_CONSUMER_GROUP": f"scale-{n}",
+            "ABENGINE_CONSUMER_GROUP": f"scale-{n}-{rep}",
             "ABENGINE_TOPIC_PREFIX": settings.topic_prefix,
             "ABENGINE_HTTP_PORT": str(port),
             "ABENGINE_TOPIC_PARTITIONS": str(PARTITIONS),
@@ -141,6 +143,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--decisions", type=int, default=20000)
     ap.add_argument("--workers", default="1,2,3")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each worker count this many times (fresh topics and group each time): a soak of "
+        "start-up and rebalancing; a run that stalls fails at the 10-minute limit",
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench_scale.json"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
@@ -148,9 +157,10 @@ def main() -> None:
     with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as red:
         exp_ids = [f"exp{i}" for i in range(8)]
         for n in (int(x) for x in args.workers.split(",")):
-            row = run(n, kafka.bootstrap_servers, red.url, tmp, args.decisions, exp_ids)
-            rows.append(row)
-            print(row, flush=True)
+            for rep in range(args.repeat):
+                row = run(n, kafka.bootstrap_servers, red.url, tmp, args.decisions, exp_ids, rep)
+                rows.append(row)
+                print(row, flush=True)
     base = rows[0]["events_per_s"]
     for r in rows:
         print(
