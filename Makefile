@@ -48,7 +48,7 @@ test: setup sidecar
 test-fast: setup
 	$(BIN)/pytest -q -m "not integration and not slow"
 
-# every benchmark, one after the other (~20 min); each prints its table and writes docs/results/*.json.
+# every benchmark, one after the other (~30 min); each prints its table and writes docs/results/*.json.
 # wrk is the closed-loop generator of bench_decide (Debian package; the script falls back to Python without it)
 bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -58,6 +58,8 @@ bench: setup
 	$(BIN)/python bench/bench_ingest.py --decisions 30000
 	$(BIN)/python bench/bench_allocators.py
 	$(BIN)/python bench/bench_peers.py
+	$(BIN)/python bench/bench_scale.py --decisions 150000
+	command -v wrk >/dev/null && $(BIN)/python bench/decide_ablation.py || echo "wrk not installed: no decide ablation"
 	$(BIN)/python bench/bench_scale.py --decisions 60000
 
 lint: setup

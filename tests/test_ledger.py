@@ -139,6 +139,52 @@ async def test_event_without_decision_becomes_unmatched_after_grace(ledger: Rewa
     assert (await ledger.counters("x"))["waited:impression"] == 1  # once per event, not per retry
 
 
+async def test_cleanup_beside_joins_never_drops_a_waiting_events_payload(ledger: RewardLedger) -> None:
+    """The retry loop's cleanup runs while batches are joined (the batch consumer overlaps them).
+    When it read the zset and the payloads with two commands, an event marked waiting between the
+    two reads lost its payload and waited forever (5 of 97,977 events in a 10-minute soak)."""
+    import asyncio
+
+    n = 300
+    done = asyncio.Event()
+
+    async def cleanup_loop() -> int:
+        rounds = 0
+        while not done.is_set():
+            await ledger.clear_pending_index("x")
+            rounds += 1
+        return rounds
+
+    async def join_early_events() -> None:
+        for i in range(n):  # each a round of its own: script, then the payload write (wall clock)
+            early = ev(ClickEvent, f"e{i}", did=f"later{i}")
+            assert await ledger.apply_events("x", [early], window_s=3600) == ["pending"]
+        done.set()
+
+    rounds, _ = await asyncio.gather(cleanup_loop(), join_early_events())
+    await ledger.clear_pending_index("x")
+    assert rounds > 10  # the two really interleaved
+    waiting = await ledger.pending("x")
+    assert len(waiting) == n  # every waiting event still has its payload, so it can be retried
+    assert await ledger.experiments_with_pending() == ["x"]
+    assert "orphaned" not in await ledger.counters("x")
+
+
+async def test_waiting_events_that_lost_their_payload_are_removed_and_counted(ledger: RewardLedger) -> None:
+    keys = Keys()
+    now = NOW.timestamp()
+    old_ms = int(now * 1000) - 30_000 - 61_000  # past grace + ORPHAN_AFTER_MS
+    await ledger.redis.zadd(keys.pending("x"), {"click\nlost": old_ms, "click\nrecent": int(now * 1000)})
+    await ledger.redis.sadd(keys.pending_index, "x")
+    await ledger.clear_pending_index("x", now=now)
+    assert await ledger.redis.zrange(keys.pending("x"), 0, -1) == [b"click\nrecent"]  # may still get one
+    assert (await ledger.counters("x"))["orphaned"] == 1
+    assert await ledger.experiments_with_pending() == ["x"]
+    await ledger.clear_pending_index("x", now=now + 120)
+    assert await ledger.experiments_with_pending() == []
+    assert (await ledger.counters("x"))["orphaned"] == 2
+
+
 async def test_conversions_per_decision_are_capped(ledger: RewardLedger) -> None:
     await ledger.record_decisions([decision("d1")], {"x": 3600})
     out = await apply(ledger, *[ev(ConversionEvent, f"c{i}", value=1.0) for i in range(20)])

@@ -10,6 +10,7 @@ every applied event reaches a learner exactly once, whichever worker consumed it
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,14 @@ from schemas import DecisionLog, EventBase
 
 EventOutcome = Literal["applied", "duplicate", "repeat", "late", "pending", "unmatched"]
 
+log = logging.getLogger(__name__)
+
 #: Conversions credited per decision at most; more are recorded as repeats (poison guard).
 MAX_CONVERSIONS_PER_DECISION = 16
+
+#: A waiting event whose payload is still missing this long after the grace period lost it (its
+#: payload is written one round trip after the join script marks it waiting): see clear_pending.lua.
+ORPHAN_AFTER_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,7 @@ class RewardLedger:
         scripts = resources.files("engine.store")
         self._apply = redis.register_script(scripts.joinpath("apply_events.lua").read_text())
         self._record = redis.register_script(scripts.joinpath("record_decisions.lua").read_text())
+        self._clear_pending = redis.register_script(scripts.joinpath("clear_pending.lua").read_text())
 
     async def record_decisions(self, decisions: Sequence[DecisionLog], ttl_s: Mapping[str, float]) -> None:
         """Store decisions so later events can join them: one script call per experiment; idempotent."""
@@ -200,14 +208,31 @@ class RewardLedger:
         members = await self.redis.smembers(self.keys.pending_index)
         return sorted(m.decode() for m in members)
 
-    async def clear_pending_index(self, experiment_id: str) -> None:
-        """Forget resolved payloads, and ``experiment_id`` in the index once nothing waits."""
-        waiting = set(await self.redis.zrange(self.keys.pending(experiment_id), 0, -1))
-        stored = set(await self.redis.hkeys(self.keys.pending_payloads(experiment_id)))
-        if stored - waiting:
-            await self.redis.hdel(self.keys.pending_payloads(experiment_id), *(stored - waiting))
+    async def clear_pending_index(self, experiment_id: str, now: float | None = None) -> None:
+        """Forget resolved payloads, and ``experiment_id`` in the index once nothing waits.
+
+        The payloads are compared with the pending zset inside one script (clear_pending.lua): done
+        with two reads, a join script running between them made a waiting event lose its payload.
+        The index lives outside the experiment's hash slot, so it is updated after: removed when
+        nothing waits, and put back if an event started waiting meanwhile (the join's caller adds it
+        after its script, so one of the two always sees the other).
+        """
+        pending = self.keys.pending(experiment_id)
+        now_ms = int((now if now is not None else time.time()) * 1000)
+        waiting, orphans = await self._clear_pending(
+            keys=[pending, self.keys.pending_payloads(experiment_id), self.keys.ledger(experiment_id)],
+            args=[now_ms, self.grace_ms + ORPHAN_AFTER_MS],
+        )
+        if orphans:
+            log.warning(
+                "%d waiting events of %s had lost their payload (counted as 'orphaned')",
+                orphans,
+                experiment_id,
+            )
         if not waiting:
             await self.redis.srem(self.keys.pending_index, experiment_id)
+            if await self.redis.zcard(pending):
+                await self.redis.sadd(self.keys.pending_index, experiment_id)
 
     async def counters(self, experiment_id: str) -> dict[str, int]:
         raw = await self.redis.hgetall(self.keys.ledger(experiment_id))
