@@ -8,7 +8,8 @@
 -- the two reads lost its payload and waited forever, neither joined nor dead-lettered. Members a
 -- race like that left without a payload cannot be retried; once older than orphan_ms they are
 -- removed and counted as 'orphaned' in the ledger hash, so the loss is visible and the retry loop
--- can finish.
+-- can finish. (A worker that died between marking an event waiting and storing its payload never
+-- committed the record: its replay parks the event again, so such a count is not a loss.)
 --
 -- Returns {members still waiting, orphans removed now}.
 local pending, payloads, ledger = KEYS[1], KEYS[2], KEYS[3]
