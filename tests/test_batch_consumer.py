@@ -134,5 +134,6 @@ def test_backlog_events_are_applied_after_their_decisions(tmp_path: Any, hold_s:
     assert committed == {"decisions": N, "impressions": N}  # everything applied was committed
     if hold_s:
         assert recorder.ahead == 0
-    else:  # the case alignment exists for: the same backlog without it runs ahead of its decisions
-        assert recorder.ahead > N // 4
+    # Without alignment the same backlog usually runs ahead of its decisions (1,500 of 1,500 events
+    # in the runs of 2026-12-02), but how far depends on how the broker composes its fetches and on
+    # timing: 0 in a CI run on 2026-12-05. So only the invariants above are asserted for it.
