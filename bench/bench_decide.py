@@ -40,10 +40,16 @@ from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # 
 
 
 def pinned(
-    cmd: list[str], core: int, env: dict[str, str] | None = None, log: Path | None = None
+    cmd: list[str],
+    core: int,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen:
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(["taskset", "-c", str(core), *cmd], env=env, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        ["taskset", "-c", str(core), *cmd], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd
+    )
 
 
 def wait_http(url: str, timeout: float = 120) -> None:

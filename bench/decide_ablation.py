@@ -26,12 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_decide import SCHEMA, body, wait_http  # noqa: E402
+from bench.bench_decide import body, experiments, pinned, wait_http  # noqa: E402
 from bench.loadgen import closed_loop, wrk_available, wrk_closed_loop  # noqa: E402
 from bench.procs import stop  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
@@ -74,26 +72,11 @@ def measure(
         "ABENGINE_INGEST_ENABLED": "0" if "ingest" in ablate else "1",
         "PYTHONPATH": str(tree),  # the patched tree, not the editable install's
     }
-    worker = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "engine.cli", "worker"],
-        env=env,
-        cwd=tree,
-        stdout=open(log, "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
+    worker = pinned([sys.executable, "-m", "engine.cli", "worker"], 0, env, log, cwd=tree)
     try:
         engine = f"http://127.0.0.1:{port}"
         wait_http(f"{engine}/readyz")
-        exp = f"ablate-{alloc}-{time.monotonic_ns()}"
-        spec = {
-            "id": exp,
-            "allocator": alloc,
-            "variants": [{"id": f"v{i}", "text": f"Headline number {i}"} for i in range(10)],
-            **({"allocator_config": {"schema": SCHEMA}} if alloc == "actor_critic" else {}),
-        }
-        r = httpx.post(f"{engine}/v1/experiments", json=spec, timeout=120)
-        assert r.status_code == 201, r.text
-        url = f"{engine}/v1/experiments/{exp}/decide"
+        [(_, url)] = experiments(engine, [alloc], "ablation", f"ablate{time.monotonic_ns()}")
         asyncio.run(closed_loop(url, body, 1.0, 16))  # warm up
         time.sleep(1.0)
         got = wrk_closed_loop(url, seconds, 32)
