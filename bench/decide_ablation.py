@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_decide import body, experiments, pinned, wait_http  # noqa: E402
+from bench.bench_decide import body, experiments, pinned, wait_warm  # noqa: E402
 from bench.loadgen import closed_loop, wrk_available, wrk_closed_loop  # noqa: E402
 from bench.procs import stop  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
@@ -75,7 +75,7 @@ def measure(
     worker = pinned([sys.executable, "-m", "engine.cli", "worker"], 0, env, log, cwd=tree)
     try:
         engine = f"http://127.0.0.1:{port}"
-        wait_http(f"{engine}/readyz")
+        wait_warm(engine)
         [(_, url)] = experiments(engine, [alloc], "ablation", f"ablate{time.monotonic_ns()}")
         asyncio.run(closed_loop(url, body, 1.0, 16))  # warm up
         time.sleep(1.0)

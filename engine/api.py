@@ -431,7 +431,7 @@ async def decide(request: web.Request) -> web.Response:
         )
     memory = await runtime.read_memory(exp_id, req.user_id)
     try:
-        decision, record = runtime.serving.decide(exp_id, req, memory)
+        served = runtime.serving.decide(exp_id, req, memory)
     except ExperimentNotFound:
         raise ApiError(
             404,
@@ -449,11 +449,12 @@ async def decide(request: web.Request) -> web.Response:
     except ValueError as exc:  # e.g. a feature an allocator refuses
         raise _config_error(exc) from None
     try:
-        await runtime.producer.send("decisions", exp_id, record.model_dump_json().encode())
+        await runtime.producer.send("decisions", exp_id, served.record_json())
     except Exception as exc:  # the decision log is what rewards join to: no log, no decision
         raise ApiError(503, "decision_log_unavailable", f"could not log the decision: {exc!r}") from None
-    runtime.sensor.on_decision(exp_id, decision.variant_id, decision.allocator, time.perf_counter() - t0)
-    return web.Response(body=decision.model_dump_json(), content_type="application/json")
+    answer = served.answer
+    runtime.sensor.on_decision(exp_id, answer["variant_id"], answer["allocator"], time.perf_counter() - t0)
+    return web.Response(body=served.answer_json(), content_type="application/json")
 
 
 async def post_events(request: web.Request) -> web.Response:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Mapping
+import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from engine.allocators import make_allocator, restore_allocator
 from engine.metrics import Sensor
 from engine.store import ExperimentStore, PolicyStore
 from engine.store.policies import StoredPolicy
 from engine.types import Allocator, DecisionContext
-from schemas import Decision, DecisionLog, DecisionRequest, Experiment
+from schemas import DecisionRequest, Experiment
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,22 @@ class ExperimentNotFound(LookupError):
 
 class ExperimentNotRunning(Exception):
     pass
+
+
+class Served(NamedTuple):
+    """One decision, as plain dicts ready for ``orjson.dumps``: ``answer`` has the shape of
+    :class:`schemas.Decision` (what the client gets), ``record`` of :class:`schemas.DecisionLog`
+    (what is logged). Plain dicts, not models: building and dumping two pydantic models cost more
+    than the Thompson allocator's whole choice (tests/test_serving.py checks that both validate)."""
+
+    answer: dict[str, Any]
+    record: dict[str, Any]
+
+    def answer_json(self) -> bytes:
+        return orjson.dumps(self.answer, option=orjson.OPT_UTC_Z)
+
+    def record_json(self) -> bytes:
+        return orjson.dumps(self.record, option=orjson.OPT_UTC_Z)
 
 
 def engine_options(experiment: Experiment) -> dict[str, Any]:
@@ -153,9 +170,7 @@ class ServingState:
         except KeyError:
             raise ExperimentNotFound(experiment_id) from None
 
-    def decide(
-        self, experiment_id: str, request: DecisionRequest, memory: Any = None
-    ) -> tuple[Decision, DecisionLog]:
+    def decide(self, experiment_id: str, request: DecisionRequest, memory: Any = None) -> Served:
         """Choose a variant; returns the client's answer and the record to log.
 
         ``memory`` is the user's memory read from Redis by the caller, for allocators that use one.
@@ -176,8 +191,8 @@ class ServingState:
         )
         choice = allocator.choose(ctx) if memory is None else allocator.choose(ctx, memory=memory)  # type: ignore[call-arg]
         content = next(v.text for v in experiment.variants if v.id == choice.variant_id)
-        fields: Mapping[str, Any] = {
-            "decision_id": uuid.uuid4().hex,
+        answer = {
+            "decision_id": os.urandom(16).hex(),  # 128 random bits, as uuid4().hex but 4x cheaper
             "experiment_id": experiment_id,
             "variant_id": choice.variant_id,
             "content": content,
@@ -186,12 +201,11 @@ class ServingState:
             "model_version": allocator.version,
             "timestamp": datetime.now(UTC),
         }
-        decision = Decision.model_construct(**fields)
-        record = DecisionLog.model_construct(
-            **fields,
-            user_id=request.user_id,
-            attributes=request.attributes,
-            context=request.context,
-            features=request.features,
-        )
-        return decision, record
+        record = {
+            **answer,
+            "user_id": request.user_id,
+            "attributes": request.attributes,
+            "context": request.context,
+            "features": request.features,
+        }
+        return Served(answer, record)

@@ -44,6 +44,8 @@ def _finite(x: float) -> float:
 
 
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
-AttributeValue = ShortText | bool | int | FiniteFloat
+#: Integers a 64-bit consumer can read (orjson, Java, Go): a bigger one is an error naming the field.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+AttributeValue = ShortText | bool | Int64 | FiniteFloat
 Attributes = Annotated[dict[Key, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
 Features = Annotated[dict[Key, FiniteFloat], Field(max_length=MAX_FEATURES)]

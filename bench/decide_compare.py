@@ -1,0 +1,99 @@
+"""Saturated decide throughput of a commit against the working tree, alternating, same machine.
+
+    .venv/bin/python bench/decide_compare.py --base HEAD~1 [--rounds 3] [--decide-only]
+
+This VM's speed drifts by 10-20% between minutes, so a before/after claim needs both measured
+turn about. Checks ``--base`` out in a throwaway git worktree, then per round starts a fresh
+worker from each tree in turn (core 0, after its start-up loads; wrk, Tansu and Redis on core 1)
+and measures wrk-32 on one experiment per allocator, as ``decide_ablation.py`` does. Prints each
+run, the mean per tree and the ratio; writes docs/results/decide_compare.json. Measures; asserts
+nothing. Needs wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.decide_ablation import measure  # noqa: E402
+from bench.loadgen import wrk_available  # noqa: E402
+from engine.services.embedded import EmbeddedKafka, EmbeddedRedis  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", default="HEAD", help="the commit to compare the working tree with")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--allocators", default="thompson,actor_critic")
+    ap.add_argument(
+        "--decide-only", action="store_true", help="workers ingest nothing (ABENGINE_INGEST_ENABLED=0)"
+    )
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "decide_compare.json"))
+    args = ap.parse_args()
+    if not wrk_available():
+        sys.exit("wrk is needed (apt-get install wrk)")
+    os.sched_setaffinity(0, {1})
+    tmp = Path(tempfile.mkdtemp(prefix="decide-compare-"))
+    base_sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", args.base],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    base = tmp / "base"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), base_sha], check=True)
+    trees = {base_sha: base, "working tree": ROOT}
+    off = "ingest" if args.decide_only else ""
+    rows: list[dict] = []
+    try:
+        with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as redis:
+            for pid in (kafka._proc.pid, redis._server.pid):  # type: ignore[union-attr,attr-defined]
+                os.sched_setaffinity(pid, {1})
+            for rnd in range(args.rounds):
+                for name, tree in trees.items():
+                    for alloc in args.allocators.split(","):
+                        row = measure(
+                            tree, kafka.bootstrap_servers, redis.url, alloc, off, args.seconds, tmp / "w.log"
+                        )
+                        rows.append({**row, "tree": name, "round": rnd})
+                        print(
+                            f"round {rnd} {name:13} {alloc:13} {row['achieved_rps']:8.0f} req/s", flush=True
+                        )
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
+    print(f"\n{'allocator':13} {base_sha:>13} {'working tree':>13} {'ratio':>6}   (mean req/s, wrk-32)")
+    for alloc in args.allocators.split(","):
+        mean = {
+            name: statistics.mean(
+                r["achieved_rps"] for r in rows if (r["tree"], r["allocator"]) == (name, alloc)
+            )
+            for name in trees
+        }
+        before, after = mean[base_sha], mean["working tree"]
+        print(f"{alloc:13} {before:13.0f} {after:13.0f} {after / before:6.2f}")
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "machine": os.uname().nodename,
+                "base": base_sha,
+                "decide_only": args.decide_only,
+                "seconds": args.seconds,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
