@@ -54,13 +54,13 @@ bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo "wrk not installed: bench_decide uses Python"
 	$(BIN)/python bench/bench_decide.py
+	$(BIN)/python bench/bench_decide_parts.py
 	$(BIN)/python bench/bench_memory_reads.py
 	$(BIN)/python bench/bench_ingest.py --decisions 30000
 	$(BIN)/python bench/bench_allocators.py
 	$(BIN)/python bench/bench_peers.py
 	$(BIN)/python bench/bench_scale.py --decisions 150000
 	command -v wrk >/dev/null && $(BIN)/python bench/decide_ablation.py || echo "wrk not installed: no decide ablation"
-	$(BIN)/python bench/bench_scale.py --decisions 60000
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
