@@ -77,7 +77,7 @@ def wait_warm(engine: str, timeout: float = 180) -> None:
 
 def body(i: int) -> dict:
     return {
-        "user_id": f"user-{i % 5000}",
+        "user_id": f"user-{i % USERS}",
         "attributes": {"segment": "s" + str(i % 3)},
         "context": ["homepage", "newsletter", "search: spring jackets"][i % 3],
     }
@@ -102,8 +102,51 @@ async def measure(name: str, url: str, rates: list[int], seconds: float) -> list
 SCHEMA = {"categorical": {"segment": ["s0", "s1", "s2"]}}
 
 
-def experiments(engine: str, allocators: list[str], label: str, prefix: str) -> list[tuple[str, str]]:
-    """Create one 10-variant experiment per allocator on ``engine``; (row label, decide URL) each."""
+#: users the generators cycle through (``body``), and the records each one's memory holds before the
+#: actor-critic is measured (its ``user_memory_len``): a user in steady state has a memory, and reading
+#: it and attending over it is what that row measures (until 2026-12-05 the memories were empty)
+USERS, MEMORY_RECORDS = 5000, 32
+
+FILL = """
+import asyncio, sys, time
+import numpy as np
+from engine.allocators.actor_critic import ActorCriticConfig
+from engine.memory.model import make_records
+from engine.memory.store import UserMemoryStore
+url, exp_id, users, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+width = ActorCriticConfig().proj_dim
+rng = np.random.default_rng(0)
+keys = rng.standard_normal((n, width))
+keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+recs = make_records(keys, rng.integers(0, 2, n), time.time() - np.sort(rng.uniform(0, 86400, n))[::-1])
+async def main():
+    prefix = "abe:{" + exp_id + "}:mem"  # the worker's (engine/runtime.py: memory_store)
+    store = UserMemoryStore(url, width + 2, prefix=prefix, timeout_s=1.0, write_timeout_s=30.0)
+    for i in range(0, users, 500):
+        assert await store.put_many({f"user-{u}": recs for u in range(i, min(i + 500, users))})
+    await store.aclose()
+asyncio.run(main())
+"""
+
+
+def fill_memories(redis_url: str, experiment_id: str, tree: Path = ROOT) -> None:
+    """Give every benchmark user a full memory in ``experiment_id``, written by ``tree``'s own store (so
+    in that tree's format: ``decide_compare.py`` measures trees that may store it differently)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, "-c", FILL, redis_url, experiment_id, str(USERS), str(MEMORY_RECORDS)]
+    subprocess.run(cmd, cwd=tree, env=env, check=True)
+
+
+def experiments(
+    engine: str,
+    allocators: list[str],
+    label: str,
+    prefix: str,
+    redis_url: str | None = None,
+    tree: Path = ROOT,
+) -> list[tuple[str, str]]:
+    """Create one 10-variant experiment per allocator on ``engine``; (row label, decide URL) each.
+    With ``redis_url``, the actor-critic's users get full memories (:func:`fill_memories`)."""
     out = []
     for alloc in allocators:
         spec = {
@@ -114,6 +157,8 @@ def experiments(engine: str, allocators: list[str], label: str, prefix: str) -> 
         }
         r = httpx.post(f"{engine}/v1/experiments", json=spec, timeout=120)
         assert r.status_code == 201, r.text
+        if alloc == "actor_critic" and redis_url is not None:
+            fill_memories(redis_url, f"{prefix}-{alloc}", tree)
         out.append((f"{label} ({alloc})", f"{engine}/v1/experiments/{prefix}-{alloc}/decide"))
     return out
 
@@ -168,7 +213,7 @@ def main() -> None:
                 ("aiohttp+pydantic", f"http://127.0.0.1:{p_plain}/decide"),
                 ("aiohttp+pydantic+redis", f"http://127.0.0.1:{p_redis}/decide"),
             ]
-            targets += experiments(engine, args.allocators.split(","), "abengine", "bench")
+            targets += experiments(engine, args.allocators.split(","), "abengine", "bench", redis.url)
             for name, url in targets:
                 if "abengine" not in name:
                     wait_http(url.replace("/decide", "/"))
@@ -198,7 +243,7 @@ def main() -> None:
                 wait_warm(f"http://127.0.0.1:{ingest_port}")
                 wait_warm(serve)
                 for name, url in experiments(
-                    serve, args.allocators.split(","), "abengine decide-only", "split"
+                    serve, args.allocators.split(","), "abengine decide-only", "split", redis.url
                 ):
                     rows += asyncio.run(measure(name, url, rates, args.seconds))
                 degraded += degraded_decisions(serve)

@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/bench_memory_reads.py [--reads 20000]
 
-1. CPU per user-memory read against an embedded Redis (redis-py asyncio + hiredis, uvloop): one
-   command, a pipeline of one, a pipeline of 32, and ``UserMemoryStore.get`` called by 32 concurrent
-   decisions (coalesced into shared pipelines). Why the decide path coalesces, and skips the
-   pipeline for a round of one.
+1. CPU per user-memory read against an embedded Redis (redis-py asyncio + hiredis, uvloop): the
+   earlier format (a list per user: one LRANGE, pipelines of 1 and 32), this one (a string per user:
+   one GET, one MGET of 32), and ``UserMemoryStore.get`` called by 32 concurrent decisions (coalesced
+   into one MGET per round). Why the decide path coalesces, and why a memory is a string.
 2. One full garbage collection before and after loading the sentence encoder and the content ranker,
    and after ``engine.heap.settle_heap``. Why the worker freezes its heap.
 Measures; asserts nothing.
@@ -31,9 +31,17 @@ from engine.services.embedded import EmbeddedRedis  # noqa: E402
 
 
 async def reads(url: str, n: int) -> None:
-    store = UserMemoryStore(url, width=10, timeout_s=0.5)
+    import numpy as np
+
+    store = UserMemoryStore(url, width=10, max_len=20, timeout_s=0.5)
     client = store.client
-    await client.rpush(store.key("u1"), b"\0" * 40)
+    users = [f"user-{i}" for i in range(5000)]
+    records = np.random.default_rng(0).random((20, 10), dtype=np.float32)  # a full 20-record memory each
+    for i in range(0, len(users), 500):
+        await store.put_many({u: records for u in users[i : i + 500]})
+    # the earlier format, a list of records per user: for comparison
+    await client.delete("list:u1")
+    await client.rpush("list:u1", *[r.tobytes() for r in records])
 
     async def cpu_per(label: str, rounds: int, per_round: int, fn) -> None:  # type: ignore[no-untyped-def]
         c = time.process_time()
@@ -45,23 +53,26 @@ async def reads(url: str, n: int) -> None:
     async def pipe(k: int) -> None:
         async with client.pipeline(transaction=False) as p:
             for _ in range(k):
-                p.lrange(store.key("u1"), 0, -1)
+                p.lrange("list:u1", 0, -1)
             await p.execute()
 
-    await cpu_per("one LRANGE command", n, 1, lambda: client.lrange(store.key("u1"), 0, -1))
-    await cpu_per("pipeline of 1 LRANGE", n, 1, lambda: pipe(1))
-    await cpu_per("pipeline of 32 LRANGE", n // 32, 32, lambda: pipe(32))
+    keys32 = [store.key(u) for u in users[:32]]
+    await cpu_per("one LRANGE command (earlier format)", n, 1, lambda: client.lrange("list:u1", 0, -1))
+    await cpu_per("pipeline of 1 LRANGE (earlier format)", n, 1, lambda: pipe(1))
+    await cpu_per("pipeline of 32 LRANGE (earlier format)", n // 32, 32, lambda: pipe(32))
+    await cpu_per("one GET", n, 1, lambda: client.get(keys32[0]))
+    await cpu_per("one MGET of 32", n // 32, 32, lambda: client.mget(keys32))
 
     async def decisions() -> None:
         async def one(k: int) -> None:
             for i in range(n // 32):
-                await store.get(f"user-{(k * 1000 + i) % 5000}")
+                await store.get(users[(k * 1000 + i) % 5000])
 
         await asyncio.gather(*(one(k) for k in range(32)))
 
     before = store.reads
     await cpu_per("UserMemoryStore.get, 32 concurrent decisions", 1, (n // 32) * 32, decisions)
-    print(f"  ({(n // 32) * 32} reads in {store.reads - before} round trips)")
+    print(f"  ({(n // 32) * 32} reads of 20-record memories in {store.reads - before} round trips)")
     await store.aclose()
 
 

@@ -76,7 +76,7 @@ def measure(
     try:
         engine = f"http://127.0.0.1:{port}"
         wait_warm(engine)
-        [(_, url)] = experiments(engine, [alloc], "ablation", f"ablate{time.monotonic_ns()}")
+        [(_, url)] = experiments(engine, [alloc], "ablation", f"ablate{time.monotonic_ns()}", redis_url, tree)
         asyncio.run(closed_loop(url, body, 1.0, 16))  # warm up
         time.sleep(1.0)
         got = wrk_closed_loop(url, seconds, 32)

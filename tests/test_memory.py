@@ -166,3 +166,31 @@ def test_residual_memory_read_equals_the_per_record_formula() -> None:
             want = np.sign(mean) * max(abs(mean) - z * se, 0.0)
             assert got[b, v] == pytest.approx(want, abs=1e-9)
     np.testing.assert_allclose(mem.read(Sq[:1]), got[:1])  # the cached single-decision path agrees
+
+
+async def test_store_replaces_a_memory_of_the_earlier_list_format(redis_url: str) -> None:
+    # before 2026-12-05 a memory was a Redis list of records; a key left in that format reads as no
+    # memory (never an error) and becomes a string memory at its first write
+    store = UserMemoryStore(redis_url, width=4, max_len=5, ttl_s=100, timeout_s=0.5)
+    e = np.array([1.0, 0.0])
+    await store.client.delete(store.key("old"), store.key("torn"))
+    await store.client.rpush(store.key("old"), *[r.tobytes() for r in _recs(2, e, 1.0)])
+    await store.client.set(store.key("torn"), b"\x00" * 10)  # not whole 16-byte records
+    got = await store.get_many(["old", "torn"])
+    assert got == {"old": None, "torn": None} and store.degraded_reads == 0
+    assert await store.put_many({"old": _recs(3, e, 0.0)})
+    after = (await store.get_many(["old"]))["old"]
+    assert after is not None and after.rewards.tolist() == [0.0, 0.0, 0.0]
+    await store.aclose()
+
+
+async def test_store_appends_across_writes_and_keeps_the_newest(redis_url: str) -> None:
+    store = UserMemoryStore(redis_url, width=4, max_len=5, ttl_s=100, timeout_s=0.5)
+    e = np.array([1.0, 0.0])
+    await store.client.delete(store.key("w"))
+    for start in range(0, 8, 2):  # four writes of two records: times 0..7
+        recs = _recs(start + 2, e, 1.0)[start:]
+        assert await store.put_many({"w": recs})
+    got = (await store.get_many(["w"]))["w"]
+    assert got is not None and got.times.tolist() == [3.0, 4.0, 5.0, 6.0, 7.0]
+    await store.aclose()

@@ -1,15 +1,15 @@
-"""Redis edge of the per-user memory: pipelined reads/writes, bounded lists, TTL, and a degraded mode.
+"""Redis edge of the per-user memory: coalesced reads, bounded appends, TTL, and a degraded mode.
 
-Each user's memory is a Redis list ``<prefix>:<user_id>`` of float32 records (see :mod:`engine.memory.model`),
-trimmed to the last ``max_len`` and expiring ``ttl_s`` after the last write. Reads run under a short timeout:
-if Redis is slow or down, :meth:`UserMemoryStore.get_many` returns ``None`` for every user (the decision is
-served from the state without memory) and counts it in ``degraded_reads``; nothing raises, nothing blocks.
+Each user's memory is a Redis string ``<prefix>:<user_id>`` of concatenated float32 records (see
+:mod:`engine.memory.model`), trimmed to the last ``max_len`` records and expiring ``ttl_s`` after the
+last write (``append_records.lua``). Reads run under a short timeout: if Redis is slow or down,
+:meth:`UserMemoryStore.get_many` returns ``None`` for every user (the decision is served from the state
+without memory) and counts it in ``degraded_reads``; nothing raises, nothing blocks.
 
 The decide path reads one user at a time through :meth:`UserMemoryStore.get`, which coalesces the reads of
-concurrent requests: while one pipeline is in flight, the users asked for meanwhile wait for the next one, so
-under load one round trip serves many decisions and at low load a read goes out at once. CPU per read,
-``bench/bench_memory_reads.py`` on 2026-12-01: 14.6 µs coalesced (32 concurrent decisions), 85.4 µs for a
-command of its own.
+concurrent requests: while one read is in flight, the users asked for meanwhile wait for the next one, one
+``MGET`` for all of them, so under load one round trip serves many decisions and at low load a read goes
+out at once. CPU per read: ``bench/bench_memory_reads.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
+from importlib import resources
 
 import numpy as np
 
@@ -63,6 +64,9 @@ class UserMemoryStore:
         self._waiting: dict[str, list[asyncio.Future[MemoryView | None]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._warned_degraded = False
+        self._append = self.client.register_script(
+            resources.files("engine.memory").joinpath("append_records.lua").read_text()
+        )
 
     def key(self, user_id: str) -> str:
         return f"{self.prefix}:{user_id}"
@@ -110,17 +114,11 @@ class UserMemoryStore:
         return dict.fromkeys(ids) if got is None else got
 
     async def _read(self, ids: list[str]) -> dict[str, MemoryView | None] | None:
-        """One pipelined round trip under ``timeout_s``; None when it degraded (counted, warned once)."""
+        """One ``MGET`` under ``timeout_s``; None when it degraded (counted, warned once)."""
         self.reads += 1
         try:
             async with asyncio.timeout(self.timeout_s):
-                if len(ids) == 1:  # a pipeline of one costs more CPU than the command (bench_memory_reads)
-                    raw = [await self.client.lrange(self.key(ids[0]), 0, -1)]
-                else:
-                    async with self.client.pipeline(transaction=False) as pipe:
-                        for u in ids:
-                            pipe.lrange(self.key(u), 0, -1)
-                        raw = await pipe.execute()
+                raw = await self.client.mget([self.key(u) for u in ids])
         except Exception as e:  # slow, down or refusing: serve without memory, count it, never raise
             self.degraded_reads += 1
             if not self._warned_degraded:  # once per outage, not per read (the metric counts reads)
@@ -128,28 +126,29 @@ class UserMemoryStore:
                 self._warned_degraded = True
             return None
         self._warned_degraded = False
-        out: dict[str, MemoryView | None] = {}
-        for u, items in zip(ids, raw, strict=True):
-            if not items:
-                out[u] = None
-                continue
-            recs = np.frombuffer(b"".join(items), dtype=np.float32).reshape(-1, self.width)
-            out[u] = MemoryView(recs.copy())
-        return out
+        width, record_bytes = self.width, self.width * 4
+        return {
+            # read-only views of the reply's bytes (memories are never written in place); a value that is
+            # not whole records (not written by this store's width) reads as no memory
+            u: MemoryView(np.frombuffer(blob, dtype=np.float32).reshape(-1, width))
+            if blob and len(blob) % record_bytes == 0
+            else None
+            for u, blob in zip(ids, raw, strict=True)
+        }
 
     async def put_many(self, records: Mapping[str, np.ndarray]) -> bool:
         """Append records (n, width) per user, trim to ``max_len``, refresh TTL; False if Redis failed."""
         if not records:
             return True
+        keys, blobs = [], []
+        for u, rec in records.items():
+            keys.append(self.key(u))
+            blobs.append(np.ascontiguousarray(rec, dtype=np.float32).reshape(-1, self.width).tobytes())
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for u, rec in records.items():
-                    rec = np.asarray(rec, dtype=np.float32).reshape(-1, self.width)
-                    k = self.key(u)
-                    pipe.rpush(k, *[r.tobytes() for r in rec])
-                    pipe.ltrim(k, -self.max_len, -1)
-                    pipe.expire(k, self.ttl_s)
-                await asyncio.wait_for(pipe.execute(), timeout=self.write_timeout_s)
+            max_bytes = self.max_len * self.width * 4
+            await asyncio.wait_for(
+                self._append(keys=keys, args=[max_bytes, self.ttl_s, *blobs]), timeout=self.write_timeout_s
+            )
             return True
         except (TimeoutError, OSError, ConnectionError, Exception) as e:
             self.failed_writes += 1
