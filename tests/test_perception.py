@@ -140,3 +140,21 @@ def test_real_minilm_context_embedding() -> None:
     b, c = enc.encode_text("beginner running sneakers"), enc.encode_text("mortgage interest rates")
     assert a[-1] == b[-1] == c[-1] == 1.0
     assert np.dot(a[:8], b[:8]) > np.dot(a[:8], c[:8])
+
+
+def test_draw_picks_the_index_numpys_inverse_cdf_picks() -> None:
+    # _draw is pure Python for speed; it must choose exactly what searchsorted(cumsum(p), u) chooses
+    from types import SimpleNamespace
+
+    from engine.perception.policy import PerceivingAllocator
+
+    rng = np.random.default_rng(7)
+    for k in (1, 2, 10, 37):
+        for _ in range(2000):
+            p = rng.random(k) ** 4
+            p /= p.sum()
+            seed = int(rng.integers(2**32))
+            fake = SimpleNamespace(rng=np.random.default_rng(seed))
+            u = np.random.default_rng(seed).random()
+            expected = min(int(np.searchsorted(np.cumsum(p), u, side="right")), k - 1)
+            assert PerceivingAllocator._draw(fake, p) == expected  # type: ignore[arg-type]

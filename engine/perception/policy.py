@@ -11,6 +11,8 @@ batched methods directly on precomputed states.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -131,8 +133,10 @@ class PerceivingAllocator(Allocator):
         return Choice(self.variant_ids[j], float(max(p[j], 1e-12)))
 
     def _draw(self, p: np.ndarray) -> int:
-        """Index drawn with probabilities ``p`` by inverse CDF (3.9 µs; ``rng.choice``: 9.3 µs, K = 10)."""
-        return min(int(np.searchsorted(np.cumsum(p), self.rng.random(), side="right")), len(p) - 1)
+        """Index drawn with probabilities ``p`` by inverse CDF. In Python, not numpy: for K = 10 this takes
+        0.9 µs, ``np.searchsorted(np.cumsum(p), u)`` 2.7 and ``rng.choice`` 9.3 (``accumulate`` adds in
+        the order ``cumsum`` does, so the index is the same for the same draw)."""
+        return min(bisect.bisect_right(list(itertools.accumulate(p.tolist())), self.rng.random()), len(p) - 1)
 
     def update(self, rewards: Sequence[Reward]) -> None:
         mine: list[Reward] = []
