@@ -194,3 +194,14 @@ async def test_store_appends_across_writes_and_keeps_the_newest(redis_url: str) 
     got = (await store.get_many(["w"]))["w"]
     assert got is not None and got.times.tolist() == [3.0, 4.0, 5.0, 6.0, 7.0]
     await store.aclose()
+
+
+@pytest.mark.parametrize("as_type", [float, np.float64, np.float32])
+def test_before_never_counts_a_decisions_own_record_as_earlier(as_type: type) -> None:
+    # record times are float32 (128 s apart at epoch seconds): compared in float64, an np.float64 time
+    # let the decision's own record into its "before" memory about half the time
+    rng = np.random.default_rng(3)
+    for t in 1.79e9 + rng.uniform(0, 1e7, 2000):
+        mem = MemoryView(make_records(np.ones((3, 2)), np.ones(3), np.array([t - 600.0, t, t + 600.0])))
+        earlier = mem.before(as_type(t))
+        assert len(earlier) == 1 and earlier.times[0] < np.float32(t)
