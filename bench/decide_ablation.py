@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,21 @@ CONFIGS = [
     ("thompson", ""),
     ("thompson", "ingest,log"),
 ]
+
+
+@contextmanager
+def rig(name: str) -> Iterator[tuple[Path, str, str]]:
+    """The measuring rig: wrk present, this process (and wrk) on core 1, a scratch folder, Tansu and
+    Redis started and moved to core 1, so core 0 holds the measured worker alone; yields (scratch
+    folder, bootstrap servers, Redis URL)."""
+    if not wrk_available():
+        sys.exit("wrk is needed (apt-get install wrk)")
+    os.sched_setaffinity(0, {1})
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as redis:
+        for pid in (kafka._proc.pid, redis._server.pid):  # type: ignore[union-attr,attr-defined]
+            os.sched_setaffinity(pid, {1})
+        yield tmp, kafka.bootstrap_servers, redis.url
 
 
 def worktree(tmp: Path) -> Path:
@@ -91,29 +108,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "decide_ablation.json"))
     args = ap.parse_args()
-    if not wrk_available():
-        sys.exit("wrk is needed (apt-get install wrk)")
-    os.sched_setaffinity(0, {1})
-    tmp = Path(tempfile.mkdtemp(prefix="decide-ablation-"))
-    tree = worktree(tmp)
     rows: list[dict] = []
-    try:
-        with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as redis:
-            for pid in (kafka._proc.pid, redis._server.pid):  # type: ignore[union-attr,attr-defined]
-                os.sched_setaffinity(pid, {1})
+    with rig("decide-ablation") as (tmp, kafka, redis_url):
+        tree = worktree(tmp)
+        try:
             for rnd in range(args.rounds):
                 for alloc, ablate in CONFIGS:
-                    row = measure(
-                        tree, kafka.bootstrap_servers, redis.url, alloc, ablate, args.seconds, tmp / "w.log"
-                    )
+                    row = measure(tree, kafka, redis_url, alloc, ablate, args.seconds, tmp / "w.log")
                     row["round"] = rnd
                     rows.append(row)
                     print(
                         f"round {rnd} {alloc:13} off={row['off']:18} {row['achieved_rps']:8.0f} req/s",
                         flush=True,
                     )
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     mean = {
         (a, o or "-"): statistics.mean(
             r["achieved_rps"] for r in rows if (r["allocator"], r["off"]) == (a, o or "-")

@@ -18,15 +18,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.decide_ablation import measure  # noqa: E402
-from bench.loadgen import wrk_available  # noqa: E402
-from engine.services.embedded import EmbeddedKafka, EmbeddedRedis  # noqa: E402
+from bench.decide_ablation import measure, rig  # noqa: E402
 
 
 def main() -> None:
@@ -40,37 +37,31 @@ def main() -> None:
     )
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "decide_compare.json"))
     args = ap.parse_args()
-    if not wrk_available():
-        sys.exit("wrk is needed (apt-get install wrk)")
-    os.sched_setaffinity(0, {1})
-    tmp = Path(tempfile.mkdtemp(prefix="decide-compare-"))
-    base_sha = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", args.base],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    base = tmp / "base"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), base_sha], check=True)
-    trees = {base_sha: base, "working tree": ROOT}
     off = "ingest" if args.decide_only else ""
     rows: list[dict] = []
-    try:
-        with EmbeddedKafka(log_path=tmp / "tansu.log") as kafka, EmbeddedRedis(tmp / "redis") as redis:
-            for pid in (kafka._proc.pid, redis._server.pid):  # type: ignore[union-attr,attr-defined]
-                os.sched_setaffinity(pid, {1})
+    with rig("decide-compare") as (tmp, kafka, redis_url):
+        base_sha = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", args.base],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        base = tmp / "base"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), base_sha], check=True
+        )
+        trees = {base_sha: base, "working tree": ROOT}
+        try:
             for rnd in range(args.rounds):
                 for name, tree in trees.items():
                     for alloc in args.allocators.split(","):
-                        row = measure(
-                            tree, kafka.bootstrap_servers, redis.url, alloc, off, args.seconds, tmp / "w.log"
-                        )
+                        row = measure(tree, kafka, redis_url, alloc, off, args.seconds, tmp / "w.log")
                         rows.append({**row, "tree": name, "round": rnd})
                         print(
                             f"round {rnd} {name:13} {alloc:13} {row['achieved_rps']:8.0f} req/s", flush=True
                         )
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
     print(f"\n{'allocator':13} {base_sha:>13} {'working tree':>13} {'ratio':>6}   (mean req/s, wrk-32)")
     for alloc in args.allocators.split(","):
         mean = {
