@@ -4,8 +4,8 @@
 
 1. CPU per user-memory read against an embedded Redis (redis-py asyncio + hiredis, uvloop): the
    earlier format (a list per user: one LRANGE, pipelines of 1 and 32), this one (a string per user:
-   one GET, one MGET of 32), and ``UserMemoryStore.get`` called by 32 concurrent decisions (coalesced
-   into one MGET per round). Why the decide path coalesces, and why a memory is a string.
+   one GET, one MGET of 32), and ``UserMemoryStore.read`` of 32 users (one MGET: a decide round of
+   ``engine.rounds``). Why the decide path reads in rounds, and why a memory is a string.
 2. One full garbage collection before and after loading the sentence encoder and the content ranker,
    and after ``engine.heap.settle_heap``. Why the worker freezes its heap.
 Measures; asserts nothing.
@@ -14,7 +14,6 @@ Measures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import sys
 import tempfile
@@ -63,15 +62,12 @@ async def reads(url: str, n: int) -> None:
     await cpu_per("one GET", n, 1, lambda: client.get(keys32[0]))
     await cpu_per("one MGET of 32", n // 32, 32, lambda: client.mget(keys32))
 
-    async def decisions() -> None:
-        async def one(k: int) -> None:
-            for i in range(n // 32):
-                await store.get(users[(k * 1000 + i) % 5000])
-
-        await asyncio.gather(*(one(k) for k in range(32)))
+    async def rounds() -> None:
+        for i in range(n // 32):
+            await store.read(users[(i * 32) % 4968 : (i * 32) % 4968 + 32])
 
     before = store.reads
-    await cpu_per("UserMemoryStore.get, 32 concurrent decisions", 1, (n // 32) * 32, decisions)
+    await cpu_per("UserMemoryStore.read, a round of 32 decisions", 1, (n // 32) * 32, rounds)
     print(f"  ({(n // 32) * 32} reads of 20-record memories in {store.reads - before} round trips)")
     await store.aclose()
 

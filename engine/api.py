@@ -429,9 +429,8 @@ async def decide(request: web.Request) -> web.Response:
             "experiment_id does not match the path",
             [{"field": "experiment_id", "message": f"expected {exp_id!r}"}],
         )
-    memory = await runtime.read_memory(exp_id, req.user_id)
     try:
-        served = runtime.serving.decide(exp_id, req, memory)
+        served = await runtime.decide(exp_id, req)
     except ExperimentNotFound:
         raise ApiError(
             404,

@@ -27,10 +27,11 @@ from engine.config import Settings
 from engine.heap import settle_heap
 from engine.learner import LearnerPool
 from engine.metrics import PrometheusSensor
-from engine.serving import ServingState
+from engine.rounds import DecisionRounds
+from engine.serving import Served, ServingState
 from engine.store import ExperimentStore, Keys, PolicyStore, RewardLedger
 from producers.kafka import EventProducer, ensure_topics
-from schemas import DeadLetter, Experiment, Variant
+from schemas import DeadLetter, DecisionRequest, Experiment, Variant
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Runtime:
         )
         self._generation: Any = None
         self._memory_stores: dict[str, Any] = {}
+        self.rounds = DecisionRounds(self.serving, self.reading_store, self.sensor)
         self.ranker: Any = None  # engine.ranker.RankerService, loaded once in the background at start
         self.redis_ok = False
         self.assigned: set[int] = set()
@@ -169,29 +171,34 @@ class Runtime:
             self.warm.set()
 
     # --- per-user memory (allocators with a memory, e.g. actor_critic) ------------------------------------
-    def memory_store(self, experiment_id: str, width: int) -> Any:
-        """The experiment's user-memory store in Redis (one cluster slot per experiment)."""
+    def memory_store(self, experiment_id: str, width: int, max_len: int = 32) -> Any:
+        """The experiment's user-memory store in Redis (one cluster slot per experiment); ``width`` and
+        ``max_len`` are its allocator's record width and records kept per user."""
         store = self._memory_stores.get(experiment_id)
-        if store is None or store.width != width:
+        if store is None or store.width != width or store.max_len != max_len:
             from engine.memory.store import UserMemoryStore
 
             store = UserMemoryStore(
-                self.redis_url, width, prefix=f"{self.keys.prefix}:{{{experiment_id}}}:mem"
+                self.redis_url, width, prefix=f"{self.keys.prefix}:{{{experiment_id}}}:mem", max_len=max_len
             )
             self._memory_stores[experiment_id] = store
         return store
 
-    async def read_memory(self, experiment_id: str, user_id: str) -> Any:
-        """The user's memory for the decide path: a read coalesced with concurrent decisions' reads under a
-        short time limit; None (served without memory, counted as degraded) when Redis is slow or down."""
+    def reading_store(self, experiment_id: str) -> Any:
+        """The memory store the decide path reads for an experiment; None when its allocator reads none."""
         allocator = self.serving.allocators.get(experiment_id)
-        width = getattr(allocator, "rec_width", None)
-        if width is None or not getattr(getattr(allocator, "config", None), "use_memory", False):
+        config = getattr(allocator, "config", None)
+        if not getattr(config, "use_memory", False) or not hasattr(allocator, "rec_width"):
             return None
-        memory, degraded = await self.memory_store(experiment_id, width).get(user_id)
-        if degraded:
-            self.sensor.on_degraded_decision(experiment_id)
-        return memory
+        return self.memory_store(experiment_id, allocator.rec_width, config.user_memory_len)  # type: ignore[union-attr]
+
+    async def decide(self, experiment_id: str, request: DecisionRequest) -> Served:
+        """One decision: allocators with a user memory decide in rounds (one ``MGET`` and one batched
+        choice for the concurrent requests, :mod:`engine.rounds`), the others at once. Raises what
+        :meth:`ServingState.decide` raises (unknown or stopped experiment, a refused request)."""
+        if self.reading_store(experiment_id) is None:
+            return self.serving.decide(experiment_id, request)
+        return await self.rounds.decide(experiment_id, request)
 
     async def write_memory(self, experiment_id: str, allocator: Any) -> None:
         """Push the memory records the learner appended to Redis (pipelined, bounded, with TTL)."""
@@ -200,7 +207,9 @@ class Runtime:
             return
         writes = drain()
         if writes:
-            await self.memory_store(experiment_id, allocator.rec_width).put_many(writes)
+            await self.memory_store(
+                experiment_id, allocator.rec_width, allocator.config.user_memory_len
+            ).put_many(writes)
 
     async def embed_pending_contexts(self) -> None:
         """Embed context texts the serving allocators met uncached, in one batch, off the loop."""

@@ -94,6 +94,20 @@ class Allocator(abc.ABC):
     def choose(self, ctx: DecisionContext) -> Choice:
         """Pick a variant among ``ctx.variant_ids`` with its propensity."""
 
+    def choose_many(
+        self, ctxs: Sequence[DecisionContext], memories: Sequence[Any] | None = None
+    ) -> list[Choice | ValueError]:
+        """Several decisions at once (the decide path's rounds): a request the allocator refuses gets its
+        ``ValueError`` in its place and leaves the others be. Allocators that gain from one batched pass
+        (and those that read ``memories``, the users' memories in order) override this loop."""
+        out: list[Choice | ValueError] = []
+        for ctx in ctxs:
+            try:
+                out.append(self.choose(ctx))
+            except ValueError as exc:
+                out.append(exc)
+        return out
+
     @abc.abstractmethod
     def update(self, rewards: Sequence[Reward]) -> None:
         """Learn from a batch of joined rewards (rewards for unknown variants are ignored)."""

@@ -113,6 +113,35 @@ def test_state_builder_is_pluggable() -> None:
         StateBuilder([MemorySummaryEncoder(), MemorySummaryEncoder()])
 
 
+def test_batch_encoding_equals_row_by_row() -> None:
+    """``encode_batch`` (the decide rounds' path: the memory summary in one pass) must give each row the
+    state ``encode`` gives it, for memories of any length, none, and more than the weights cached."""
+
+    class ImageEncoder:  # an encoder without encode_many: encoded row by row
+        name = "image"
+        dim = 1
+
+        def encode(self, ctx, memory):
+            return np.array([float(len(ctx.user_id))], dtype=np.float32)
+
+    b = StateBuilder([PortraitEncoder(SCHEMA), MemorySummaryEncoder(), ImageEncoder()])
+    rng = np.random.default_rng(7)
+    lengths = [0, 1, 5, 32, 100, 0, 3]
+    mems = [
+        MemoryView(make_records(rng.random((n, 3)), rng.random(n), np.arange(n, dtype=float))) if n else None
+        for n in lengths
+    ]
+    ctxs = [
+        DecisionContext("e", "u" * (i + 1), ("a",), {"channel": "web"}, None, {"age": 30.0 + i})
+        for i in range(len(lengths))
+    ]
+    batched = b.encode_batch(ctxs, mems)
+    np.testing.assert_allclose(
+        batched, np.stack([b.encode(c, m) for c, m in zip(ctxs, mems, strict=True)]), rtol=1e-6
+    )
+    assert b.encode_batch(ctxs[:1], mems[:1]).tolist() == [b.encode(ctxs[0], mems[0]).tolist()]
+
+
 def test_variant_encoder_embeds_on_registration_only() -> None:
     emb = _Embedder()
     enc = VariantEncoder(emb, proj_dim=8)

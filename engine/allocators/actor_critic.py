@@ -53,6 +53,7 @@ from engine.memory.model import (
     MemoryBank,
     MemoryView,
     attention_read,
+    attention_read_batch,
     attention_read_torch,
     make_records,
     pad_memories,
@@ -288,6 +289,12 @@ class ActorCriticAllocator(PerceivingAllocator):
         self, users: Sequence[str] | None, now: float, memories: Sequence[MemoryView | None] | None, B: int
     ) -> np.ndarray:
         K = len(self.variant_ids)
+        if self.m and memories is not None and B > 1 and np.isfinite(now):  # decisions served together
+            lens = [len(m) for m in memories if m is not None]
+            if not lens or max(lens) == 0:
+                return np.zeros((B, K, self.m))
+            recs, mask = pad_memories(memories, self.rec_width, max(lens))
+            return attention_read_batch(self._E, recs, mask, now, self._beta[0], self._lam[0], self.r0)
         M = np.zeros((B, K, self.m))
         if not self.m:
             return M
@@ -342,15 +349,58 @@ class ActorCriticAllocator(PerceivingAllocator):
         self, ctx: DecisionContext, memory: MemoryView | None = None, now: float | None = None
     ) -> Choice:
         """Serve one decision; ``memory`` is the user's memory from Redis (None: new user or degraded)."""
+        got = self.choose_many([ctx], [memory], now)[0]
+        if isinstance(got, ValueError):
+            raise got
+        return got
+
+    def choose_many(  # type: ignore[override]
+        self,
+        ctxs: Sequence[DecisionContext],
+        memories: Sequence[MemoryView | None] | None = None,
+        now: float | None = None,
+    ) -> list[Choice | ValueError]:
+        """Serve decisions together: states one by one, then one batched pass of the heads and of the
+        attention over all the users' memories (numpy's per-call cost paid once, not per decision). A
+        request refused (e.g. an undeclared feature) gets its ``ValueError`` and leaves the others be."""
         from engine.perception.schema import validate_features
 
-        validate_features(self.schema, ctx.attributes, ctx.features, ctx.context_text)
-        if memory is None and self.config.use_memory:
-            memory = self.bank.get(ctx.user_id)
-        s = self.state(ctx, memory)
+        mems = list(memories) if memories is not None else [None] * len(ctxs)
+        out: list[Choice | ValueError | None] = [None] * len(ctxs)
+        served: list[int] = []
+        for i, ctx in enumerate(ctxs):
+            try:
+                validate_features(self.schema, ctx.attributes, ctx.features, ctx.context_text)
+            except ValueError as exc:
+                out[i] = exc
+                continue
+            if mems[i] is None and self.config.use_memory:
+                mems[i] = self.bank.get(ctx.user_id)
+            served.append(i)
+        if not served:
+            return out  # type: ignore[return-value]  # every slot holds its error
+        ok_ctxs, ok_mems = [ctxs[i] for i in served], [mems[i] for i in served]
+        try:
+            S = self.builder.encode_batch(ok_ctxs, ok_mems)
+        except ValueError:  # a state no validation foresaw: find whose, row by row
+            rows: list[np.ndarray] = []
+            for i in list(served):
+                try:
+                    rows.append(self.state(ctxs[i], mems[i]))
+                except ValueError as exc:
+                    out[i] = exc
+                    served.remove(i)
+            if not served:
+                return out  # type: ignore[return-value]
+            S, ok_mems = np.stack(rows), [mems[i] for i in served]
         t = time.time() if now is None else now
-        probs = self.act_batch(s[None, :], None, now=t, memories=[memory])[0]
-        return self._sample(probs, ctx.variant_ids)
+        probs = self.act_batch(S, None, now=t, memories=ok_mems)
+        for j, i in enumerate(served):
+            try:
+                out[i] = self._sample(probs[j], ctxs[i].variant_ids)
+            except ValueError as exc:
+                out[i] = exc
+        return out  # type: ignore[return-value]  # every slot is filled above
 
     # --- learning ---------------------------------------------------------------------------------------
     def provisional_estimate(self, pd: PendingDecision) -> float:

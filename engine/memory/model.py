@@ -139,6 +139,30 @@ def attention_read(
     return out
 
 
+def attention_read_batch(
+    cand: np.ndarray,
+    recs: np.ndarray,
+    mask: np.ndarray,
+    now: float,
+    beta: float,
+    lam: float,
+    r0: float,
+    w0: float = 1.0,
+) -> np.ndarray:
+    """:func:`attention_read` for B memories at once (padded by :func:`pad_memories`): cand (K, k), recs
+    (B, N, k+2), mask (B, N) -> (B, K, 2). Several decisions served together pay numpy's per-call cost
+    once instead of once each; an all-masked row reads like an empty memory (zeros)."""
+    keys, r, t = recs[..., :-2], recs[..., -2], recs[..., -1]
+    cos = np.einsum("kd,bnd->bkn", cand, keys)
+    age = np.maximum(now - t, 0.0)[:, None, :]
+    w = np.exp(beta * (cos - 1.0) - lam * age) * mask[:, None, :]
+    mass = w.sum(-1)
+    out = np.empty((recs.shape[0], cand.shape[0], 2), dtype=np.float32)
+    out[..., 0] = (np.einsum("bkn,bn->bk", w, r) + w0 * r0) / (mass + w0) - r0
+    out[..., 1] = np.log1p(mass) / 5.0
+    return out
+
+
 def pad_memories(
     memories: Sequence[MemoryView | None], width: int, max_len: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -6,10 +6,8 @@ last write (``append_records.lua``). Reads run under a short timeout: if Redis i
 :meth:`UserMemoryStore.get_many` returns ``None`` for every user (the decision is served from the state
 without memory) and counts it in ``degraded_reads``; nothing raises, nothing blocks.
 
-The decide path reads one user at a time through :meth:`UserMemoryStore.get`, which coalesces the reads of
-concurrent requests: while one read is in flight, the users asked for meanwhile wait for the next one, one
-``MGET`` for all of them, so under load one round trip serves many decisions and at low load a read goes
-out at once. CPU per read: ``bench/bench_memory_reads.py``.
+The decide path reads the memories of many concurrent decisions with one :meth:`UserMemoryStore.read`
+(one ``MGET``; the rounds of :mod:`engine.rounds`). CPU per read: ``bench/bench_memory_reads.py``.
 """
 
 from __future__ import annotations
@@ -24,10 +22,6 @@ import numpy as np
 from engine.memory.model import MemoryView
 
 log = logging.getLogger(__name__)
-
-
-class _Degraded(Exception):
-    """The coalesced read this waiter was part of failed (already counted once for the batch)."""
 
 
 class UserMemoryStore:
@@ -60,9 +54,6 @@ class UserMemoryStore:
         self.degraded_reads = 0
         self.failed_writes = 0
         self.reads = 0
-        #: users waiting for the next coalesced read, and the task serving them (None when idle)
-        self._waiting: dict[str, list[asyncio.Future[MemoryView | None]]] = {}
-        self._reader: asyncio.Task[None] | None = None
         self._warned_degraded = False
         self._append = self.client.register_script(
             resources.files("engine.memory").joinpath("append_records.lua").read_text()
@@ -71,50 +62,15 @@ class UserMemoryStore:
     def key(self, user_id: str) -> str:
         return f"{self.prefix}:{user_id}"
 
-    async def get(self, user_id: str) -> tuple[MemoryView | None, bool]:
-        """One user's memory for a decision, and whether the read degraded (Redis slow or down).
-
-        Waits at most ``timeout_s`` from the call, whatever the other readers do.
-        """
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[MemoryView | None] = loop.create_future()
-        self._waiting.setdefault(user_id, []).append(fut)
-        if self._reader is None:
-            self._reader = loop.create_task(self._read_waiting())
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                return await fut, False  # a time-out cancels fut: the reader then skips it
-        except TimeoutError:
-            self.degraded_reads += 1
-            return None, True
-        except _Degraded:  # the round this read was in failed (counted once for the round)
-            return None, True
-
-    async def _read_waiting(self) -> None:
-        """Serve the waiting users with one pipeline per round, until nobody waits."""
-        try:
-            while self._waiting:
-                waiting, self._waiting = self._waiting, {}
-                got = await self._read(list(waiting))
-                for u, futs in waiting.items():
-                    for f in futs:
-                        if f.done():
-                            continue
-                        if got is None:
-                            f.set_exception(_Degraded())
-                        else:
-                            f.set_result(got[u])
-        finally:
-            self._reader = None
-
     async def get_many(self, user_ids: Iterable[str]) -> dict[str, MemoryView | None]:
         """Each user's memory (None if empty/unknown, or for everyone in degraded mode); one round trip."""
         ids = list(user_ids)
-        got = await self._read(ids)
+        got = await self.read(ids)
         return dict.fromkeys(ids) if got is None else got
 
-    async def _read(self, ids: list[str]) -> dict[str, MemoryView | None] | None:
-        """One ``MGET`` under ``timeout_s``; None when it degraded (counted, warned once)."""
+    async def read(self, ids: list[str]) -> dict[str, MemoryView | None] | None:
+        """One ``MGET`` under ``timeout_s``; None when it degraded (counted, warned once) — the decide
+        path's rounds (:mod:`engine.rounds`) call this to tell a degraded read from empty memories."""
         self.reads += 1
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -156,6 +112,4 @@ class UserMemoryStore:
             return False
 
     async def aclose(self) -> None:
-        if self._reader is not None:  # waiters still in it get their time-out (served without memory)
-            self._reader.cancel()
         await self.client.aclose()

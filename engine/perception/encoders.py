@@ -178,6 +178,25 @@ class MemorySummaryEncoder:
         out[2] = float(w @ r) / float(w.sum())
         return out
 
+    def encode_many(
+        self, ctxs: Sequence[DecisionContext | None], memories: Sequence[MemoryView | None]
+    ) -> np.ndarray:
+        """:meth:`encode` of many memories in one pass over their concatenated rewards (B, 3)."""
+        out = np.zeros((len(memories), self.dim), dtype=np.float32)
+        rows = [i for i, m in enumerate(memories) if m is not None and len(m)]
+        if not rows:
+            return out
+        rewards = [memories[i].rewards for i in rows]  # type: ignore[union-attr]
+        lens = np.array([len(r) for r in rewards])
+        R = np.concatenate(rewards).astype(np.float64)
+        ends = np.cumsum(lens)
+        starts = ends - lens
+        W = 0.5 ** ((np.repeat(ends, lens) - 1 - np.arange(len(R))) / self.half_life)  # newest: 1
+        out[rows, 0] = np.log1p(lens) / 5.0
+        out[rows, 1] = np.add.reduceat(R, starts) / lens
+        out[rows, 2] = np.add.reduceat(W * R, starts) / np.add.reduceat(W, starts)
+        return out
+
 
 class VariantEncoder:
     """Variant texts embedded once (on registration) and projected to ``proj_dim``; never at decision time."""

@@ -38,9 +38,18 @@ class StateBuilder:
     def encode_batch(
         self, ctxs: Sequence[DecisionContext], memories: Sequence[MemoryView | None] | None = None
     ) -> np.ndarray:
+        """States (B, d) of several contexts: an encoder with ``encode_many`` (e.g. the memory summary)
+        encodes all rows in one numpy pass, the others row by row."""
         mems = memories if memories is not None else [None] * len(ctxs)
-        return (
-            np.stack([self.encode(c, m) for c, m in zip(ctxs, mems, strict=True)])
-            if ctxs
-            else np.zeros((0, self.dim), dtype=np.float32)
-        )
+        if len(ctxs) == 1:  # fewer numpy calls than the batched encoders
+            return self.encode(ctxs[0], mems[0])[None, :]
+        out = np.empty((len(ctxs), self.dim), dtype=np.float32)
+        for e in self.encoders:
+            sl = self.slices[e.name]
+            many = getattr(e, "encode_many", None)
+            if many is not None:
+                out[:, sl] = many(ctxs, mems)
+            else:
+                for i, (c, m) in enumerate(zip(ctxs, mems, strict=True)):
+                    out[i, sl] = e.encode(c, m)
+        return out
