@@ -3,7 +3,8 @@
     .venv/bin/python bench/decide_ablation.py [--rounds 2] [--seconds 8]
 
 Builds a throwaway git worktree of HEAD, applies ``bench/decide_ablation.patch`` there (an
-``ABLATE`` environment variable that skips the Redis memory read or the decision log's produce;
+``ABLATE`` environment variable that skips the Redis memory read (and its decide round) or the
+decision log's produce;
 never part of the engine; the worker's ingestion of its own decision log is switched off with the
 real ``ABENGINE_INGEST_ENABLED=0``), and measures each
 configuration with wrk (32 connections, core 1) against a fresh worker on core 0; Tansu and Redis
