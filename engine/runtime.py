@@ -187,16 +187,16 @@ class Runtime:
     def reading_store(self, experiment_id: str) -> Any:
         """The memory store the decide path reads for an experiment; None when its allocator reads none."""
         allocator = self.serving.allocators.get(experiment_id)
-        config = getattr(allocator, "config", None)
-        if not getattr(config, "use_memory", False) or not hasattr(allocator, "rec_width"):
+        if allocator is None or not allocator.reads_memory:
             return None
-        return self.memory_store(experiment_id, allocator.rec_width, config.user_memory_len)  # type: ignore[union-attr]
+        return self.memory_store(experiment_id, allocator.rec_width, allocator.config.user_memory_len)  # type: ignore[attr-defined]
 
     async def decide(self, experiment_id: str, request: DecisionRequest) -> Served:
         """One decision: allocators with a user memory decide in rounds (one ``MGET`` and one batched
         choice for the concurrent requests, :mod:`engine.rounds`), the others at once. Raises what
         :meth:`ServingState.decide` raises (unknown or stopped experiment, a refused request)."""
-        if self.reading_store(experiment_id) is None:
+        allocator = self.serving.allocators.get(experiment_id)
+        if allocator is None or not allocator.reads_memory:
             return self.serving.decide(experiment_id, request)
         return await self.rounds.decide(experiment_id, request)
 

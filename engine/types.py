@@ -80,6 +80,8 @@ class Allocator(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: whether decisions read the user's memory from Redis (then they are made in rounds: engine.rounds)
+    reads_memory: bool = False
 
     def __init__(self, variant_ids: Sequence[str], *, seed: int | None = None) -> None:
         if len(variant_ids) < 1:

@@ -172,6 +172,7 @@ class ActorCriticAllocator(PerceivingAllocator):
         if attribution_window_s is not None:  # the experiment's window (engine option) wins
             cfg = cfg.model_copy(update={"attribution_window": float(attribution_window_s)})
         self.config = cfg
+        self.reads_memory = cfg.use_memory
         if isinstance(schema, Mapping):
             schema = FeatureSchema.from_dict(schema)
         if embedder is None and variant_texts and not variant_embeddings:
