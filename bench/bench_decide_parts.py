@@ -4,10 +4,11 @@ before the worker's cache pressure, which roughly doubles these numbers under lo
     .venv/bin/python bench/bench_decide_parts.py [--n 20000]
 
 Times the request's validation, ``ServingState.decide`` for Thompson and the actor-critic (with
-and without a 20-record user memory), the actor-critic's steps, the encodings the decide path
-chose between (two pydantic models vs plain dicts with orjson), decision-id generation and the
-producer's partitioner (aiokafka's murmur2 vs the cached ``KeyPartitioner``). Prints µs per call.
-Measures; asserts nothing.
+and without a 20-record user memory), the actor-critic's steps, ``ServingState.decide_many`` for
+rounds of 4, 16 and 32 actor-critic decisions (``engine.rounds``; per decision), the encodings
+the decide path chose between (two pydantic models vs plain dicts with orjson), decision-id
+generation and the producer's partitioner (aiokafka's murmur2 vs the cached ``KeyPartitioner``).
+Prints µs per call. Measures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -93,6 +94,13 @@ def decide_steps(req: DecisionRequest, n: int) -> list[tuple[str, float]]:
             per_call(lambda: allocator.act_batch(s[None, :], None, now=time.time(), memories=[mem]), n),
         ),
         ("  actor-critic: draw", per_call(lambda: allocator._sample(probs, ctx.variant_ids), n)),
+        *(
+            (
+                f"ServingState.decide_many, actor_critic, a round of {b} (per decision)",
+                per_call(lambda b=b: state.decide_many(exp_id, [req] * b, [mem] * b), n // b) / b,
+            )
+            for b in (4, 16, 32)
+        ),
     ]
 
 

@@ -33,6 +33,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "abengine_variant_drift",
     "abengine_redis_degraded",
     "abengine_degraded_decisions_total",
+    "abengine_decide_round_size",
     "abengine_http_requests_total",
     "abengine_generation_requests_total",
     "abengine_generation_latency_seconds",
@@ -48,7 +49,8 @@ class Sensor:
     """No-op hooks; subclasses record what they care about."""
 
     def on_decision(self, experiment: str, variant: str, allocator: str, seconds: float) -> None: ...
-    def on_degraded_decision(self, experiment: str) -> None: ...
+    def on_degraded_decision(self, experiment: str, n: int = 1) -> None: ...
+    def on_decide_round(self, experiment: str, decisions: int) -> None: ...
     def on_http(self, route: str, status: int) -> None: ...
     def on_events_consumed(self, kind: str, n: int) -> None: ...
     def on_rewards_joined(self, experiment: str, kind: str, n: int) -> None: ...
@@ -85,6 +87,12 @@ class PrometheusSensor(Sensor):
             "abengine_degraded_decisions",
             "Decisions served without memory because Redis was slow or down.",
             ["experiment"],
+            registry=r,
+        )
+        self.round_size = Histogram(
+            "abengine_decide_round_size",
+            "Decisions made together in one decide round (one memory read, one batched choice).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )
         self.http = Counter(
@@ -168,8 +176,11 @@ class PrometheusSensor(Sensor):
         self.decisions.labels(experiment, variant, allocator).inc()
         self.decide_latency.observe(seconds)
 
-    def on_degraded_decision(self, experiment: str) -> None:
-        self.degraded_decisions.labels(experiment).inc()
+    def on_degraded_decision(self, experiment: str, n: int = 1) -> None:
+        self.degraded_decisions.labels(experiment).inc(n)
+
+    def on_decide_round(self, experiment: str, decisions: int) -> None:
+        self.round_size.observe(decisions)
 
     def on_http(self, route: str, status: int) -> None:
         self.http.labels(route, str(status)).inc()

@@ -75,6 +75,7 @@ class DecisionRounds:
             *(self._memories(e, [r for r, _ in items]) for e, items in by_experiment.items())
         )
         for (experiment_id, items), mems in zip(by_experiment.items(), memories, strict=True):
+            self.sensor.on_decide_round(experiment_id, len(items))
             served = self.serving.decide_many(experiment_id, [r for r, _ in items], mems)
             for (_, fut), got in zip(items, served, strict=True):
                 if fut.done():
@@ -91,7 +92,6 @@ class DecisionRounds:
             return None
         got = await store.read([r.user_id for r in requests])
         if got is None:
-            for _ in requests:
-                self.sensor.on_degraded_decision(experiment_id)
+            self.sensor.on_degraded_decision(experiment_id, len(requests))
             return None
         return [got[r.user_id] for r in requests]

@@ -31,9 +31,13 @@ EXP = "exp-rounds"
 class CountingSensor(Sensor):
     def __init__(self) -> None:
         self.degraded: Counter[str] = Counter()
+        self.round_sizes: list[int] = []
 
-    def on_degraded_decision(self, experiment: str) -> None:
-        self.degraded[experiment] += 1
+    def on_decide_round(self, experiment: str, decisions: int) -> None:
+        self.round_sizes.append(decisions)
+
+    def on_degraded_decision(self, experiment: str, n: int = 1) -> None:
+        self.degraded[experiment] += n
 
 
 def actor_critic_serving() -> ServingState:
@@ -79,7 +83,8 @@ async def test_concurrent_decisions_share_a_round_each_with_its_own_memory(redis
     store = UserMemoryStore(redis_url, allocator.rec_width, prefix="rounds-own", max_len=8, timeout_s=0.5)
     assert await store.put_many({f"u{i}": memory_records(i + 1, allocator.rec_width, 1.0) for i in range(10)})
     spy = Spy(allocator)
-    rounds = DecisionRounds(state, lambda e: store, CountingSensor())
+    sensor = CountingSensor()
+    rounds = DecisionRounds(state, lambda e: store, sensor)
     reads = store.reads
     served = await asyncio.gather(
         *[
@@ -91,6 +96,7 @@ async def test_concurrent_decisions_share_a_round_each_with_its_own_memory(redis
     assert all(s.answer["variant_id"] in {"v0", "v1", "v2", "v3"} for s in served)
     # one round for the first caller, one for everyone who queued behind it
     assert rounds.rounds <= 2 and store.reads - reads <= 2 and len(spy.calls) <= 2
+    assert sum(sensor.round_sizes) == 64 and len(sensor.round_sizes) == rounds.rounds  # the metric's view
     seen = [pair for call in spy.calls for pair in call]
     assert sorted(seen, key=str) == sorted(
         [(f"u{i % 12}", min(i % 12 + 1, 8) if i % 12 < 10 else None) for i in range(64)], key=str
