@@ -164,13 +164,20 @@ def experiments(
     return out
 
 
-def degraded_decisions(engine: str) -> float:
-    metrics = httpx.get(f"{engine}/metrics", timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("abengine_degraded_decisions_total")
-    )
+def metric_sums(engine: str) -> dict[str, float]:
+    """The engine's counters this benchmark reports: decisions served without memory, and the
+    decide rounds' count and sum of sizes (summed over labels)."""
+    wanted = {
+        "degraded": "abengine_degraded_decisions_total",
+        "rounds": "abengine_decide_round_size_count",
+        "round_decisions": "abengine_decide_round_size_sum",
+    }
+    out = dict.fromkeys(wanted, 0.0)
+    for line in httpx.get(f"{engine}/metrics", timeout=10).text.splitlines():
+        for key, name in wanted.items():
+            if line.startswith(name):
+                out[key] += float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def main() -> None:
@@ -219,7 +226,7 @@ def main() -> None:
                 if "abengine" not in name:
                     wait_http(url.replace("/decide", "/"))
                 rows += asyncio.run(measure(name, url, rates, args.seconds))
-            degraded = degraded_decisions(engine)
+            sums = metric_sums(engine)
             if args.split:
                 stop([worker])
                 # an ingesting worker beside the generator on core 1, a decide-only one on core 0
@@ -247,7 +254,8 @@ def main() -> None:
                     serve, args.allocators.split(","), "abengine decide-only", "split", redis.url
                 ):
                     rows += asyncio.run(measure(name, url, rates, args.seconds))
-                degraded += degraded_decisions(serve)
+                for key, value in metric_sums(serve).items():
+                    sums[key] += value
         finally:
             stop(procs)
     print(
@@ -265,7 +273,9 @@ def main() -> None:
             for peer, pv in sat.items():
                 if not peer.startswith("abengine"):
                     print(f"saturated throughput {k} / {peer}: {v / pv:.2f}")
-    print(f"decisions served without memory (Redis read over its 5 ms budget): {degraded:.0f}")
+    print(f"decisions served without memory (Redis read over its 5 ms budget): {sums['degraded']:.0f}")
+    mean_round = sums["round_decisions"] / max(sums["rounds"], 1.0)
+    print(f"decide rounds (memory-reading allocators): {sums['rounds']:.0f}, {mean_round:.1f} decisions each")
     if not wrk_available():
         print("wrk not installed: closed-loop rows come from the Python generator, which is the ceiling")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -276,7 +286,9 @@ def main() -> None:
                 "cpus": os.cpu_count(),
                 "seconds": args.seconds,
                 "closed_loop_generator": "wrk" if wrk_available() else "python",
-                "degraded_decisions": degraded,
+                "degraded_decisions": sums["degraded"],
+                "decide_rounds": sums["rounds"],
+                "decisions_in_rounds": sums["round_decisions"],
                 "rows": rows,
             },
             indent=2,
