@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_decide import body, experiments, pinned, wait_warm  # noqa: E402
-from bench.loadgen import closed_loop, wrk_available, wrk_closed_loop  # noqa: E402
+from bench.loadgen import closed_loop, open_loop, wrk_available, wrk_closed_loop  # noqa: E402
 from bench.procs import stop  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
 
@@ -74,8 +74,17 @@ def worktree(tmp: Path) -> Path:
 
 
 def measure(
-    tree: Path, kafka: str, redis_url: str, alloc: str, ablate: str, seconds: float, log: Path
+    tree: Path,
+    kafka: str,
+    redis_url: str,
+    alloc: str,
+    ablate: str,
+    seconds: float,
+    log: Path,
+    open_rate: float = 0.0,
 ) -> dict:
+    """Saturated wrk-32 rate of a fresh worker from ``tree``; with ``open_rate``, first the latency at
+    that offered rate (open loop, before wrk leaves the worker a decision log to ingest)."""
     port = free_port()
     env = {
         **os.environ,
@@ -97,8 +106,13 @@ def measure(
         [(_, url)] = experiments(engine, [alloc], "ablation", f"ablate{time.monotonic_ns()}", redis_url, tree)
         asyncio.run(closed_loop(url, body, 1.0, 16))  # warm up
         time.sleep(1.0)
+        latency: dict = {}
+        if open_rate:
+            r = asyncio.run(open_loop(url, body, open_rate, seconds)).row()
+            latency = {f"open_{k}": r[k] for k in ("offered_rps", "achieved_rps", "p50_ms", "p99_ms")}
+            time.sleep(1.0)
         got = wrk_closed_loop(url, seconds, 32)
-        return {"allocator": alloc, "off": ablate or "-", **got}
+        return {"allocator": alloc, "off": ablate or "-", **got, **latency}
     finally:
         stop([worker])
 

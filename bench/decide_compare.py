@@ -1,11 +1,12 @@
 """Saturated decide throughput of a commit against the working tree, alternating, same machine.
 
-    .venv/bin/python bench/decide_compare.py --base HEAD~1 [--rounds 3] [--decide-only]
+    .venv/bin/python bench/decide_compare.py --base HEAD~1 [--rounds 3] [--decide-only] [--open-rate 2000]
 
 This VM's speed drifts by 10-20% between minutes, so a before/after claim needs both measured
 turn about. Checks ``--base`` out in a throwaway git worktree, then per round starts a fresh
 worker from each tree in turn (core 0, after its start-up loads; wrk, Tansu and Redis on core 1)
-and measures wrk-32 on one experiment per allocator, as ``decide_ablation.py`` does. Prints each
+and measures wrk-32 on one experiment per allocator, as ``decide_ablation.py`` does; with
+``--open-rate``, first p50/p99 at that offered rate (the open-loop generator on core 1). Prints each
 run, the mean per tree and the ratio; writes docs/results/decide_compare.json. Measures; asserts
 nothing. Needs wrk.
 """
@@ -35,6 +36,9 @@ def main() -> None:
     ap.add_argument(
         "--decide-only", action="store_true", help="workers ingest nothing (ABENGINE_INGEST_ENABLED=0)"
     )
+    ap.add_argument(
+        "--open-rate", type=float, default=0.0, help="also measure latency at this offered req/s (open loop)"
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "decide_compare.json"))
     args = ap.parse_args()
     off = "ingest" if args.decide_only else ""
@@ -55,10 +59,19 @@ def main() -> None:
             for rnd in range(args.rounds):
                 for name, tree in trees.items():
                     for alloc in args.allocators.split(","):
-                        row = measure(tree, kafka, redis_url, alloc, off, args.seconds, tmp / "w.log")
+                        row = measure(
+                            tree, kafka, redis_url, alloc, off, args.seconds, tmp / "w.log", args.open_rate
+                        )
                         rows.append({**row, "tree": name, "round": rnd})
+                        latency = (
+                            f"   at {row['open_achieved_rps']:.0f} req/s: p50 {row['open_p50_ms']:.2f} ms,"
+                            f" p99 {row['open_p99_ms']:.2f} ms"
+                            if args.open_rate
+                            else ""
+                        )
                         print(
-                            f"round {rnd} {name:13} {alloc:13} {row['achieved_rps']:8.0f} req/s", flush=True
+                            f"round {rnd} {name:13} {alloc:13} {row['achieved_rps']:8.0f} req/s{latency}",
+                            flush=True,
                         )
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
@@ -72,12 +85,24 @@ def main() -> None:
         }
         before, after = mean[base_sha], mean["working tree"]
         print(f"{alloc:13} {before:13.0f} {after:13.0f} {after / before:6.2f}")
+        if args.open_rate:
+            p99 = {
+                name: statistics.median(
+                    r["open_p99_ms"] for r in rows if (r["tree"], r["allocator"]) == (name, alloc)
+                )
+                for name in trees
+            }
+            print(
+                f"{'':13} {p99[base_sha]:10.2f} ms {p99['working tree']:10.2f} ms"
+                f"   (median p99 at {args.open_rate:.0f} req/s offered)"
+            )
     Path(args.out).write_text(
         json.dumps(
             {
                 "machine": os.uname().nodename,
                 "base": base_sha,
                 "decide_only": args.decide_only,
+                "open_rate": args.open_rate,
                 "seconds": args.seconds,
                 "rows": rows,
             },

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 _Waiter = tuple[str, DecisionRequest, "asyncio.Future[Served]"]
 
+#: decisions one round takes at most (the rest wait for the next): a flood of concurrent requests is
+#: served in slices that each hold the event loop for a bounded time (~256 x 30 us), not in one pass
+MAX_ROUND = 256
+
 
 class DecisionRounds:
     """Coalesces the decide path of memory-reading allocators into rounds (see module doc).
@@ -54,7 +58,7 @@ class DecisionRounds:
     async def _run(self) -> None:
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting, []
+                batch, self._waiting = self._waiting[:MAX_ROUND], self._waiting[MAX_ROUND:]
                 try:
                     await self._round(batch)
                 except Exception as exc:  # a bug fails its round's requests (500s), never leaves them waiting

@@ -171,3 +171,17 @@ def test_batched_choice_gives_the_single_choice_probabilities(lengths: list[int]
         [allocator.act_batch(S[i : i + 1], None, now=now, memories=[m])[0] for i, m in enumerate(mems)]
     )
     np.testing.assert_allclose(batched, one_by_one, rtol=1e-6, atol=1e-9)
+
+
+async def test_a_flood_is_served_in_bounded_rounds(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.rounds
+
+    monkeypatch.setattr(engine.rounds, "MAX_ROUND", 16)
+    state = actor_critic_serving()
+    store = UserMemoryStore(redis_url, state.allocators[EXP].rec_width, prefix="rounds-flood", timeout_s=0.5)
+    sensor = CountingSensor()
+    rounds = DecisionRounds(state, lambda e: store, sensor)
+    served = await asyncio.gather(*[rounds.decide(EXP, DecisionRequest(user_id=f"f{i}")) for i in range(100)])
+    assert [s.record["user_id"] for s in served] == [f"f{i}" for i in range(100)]
+    assert max(sensor.round_sizes) == 16 and sum(sensor.round_sizes) == 100
+    await store.aclose()
