@@ -6,10 +6,8 @@ many decisions wait at once, so a *round* serves all of them: one ``MGET`` of th
 experiment (under the store's short time limit; when it fails the round is served without memory and
 each of its decisions counted as degraded), then one :meth:`ServingState.decide_many` per experiment,
 whose allocator chooses for all in one batched pass. Requests that arrive while a round runs wait for the
-next one. Two rounds may be in flight at once (``LANES``): a request that arrives while one waits
-for Redis starts the next at once, so at low load every decision reads right away, and under load a
-decision waits for at most one round ahead of it and its own (each: one memory read, bounded by the
-store's time limit, and the round's CPU).
+next one, so a lone request goes out at once, and under load a decision waits for at most the round in
+flight and its own (each: one memory read, bounded by the store's time limit, and the round's CPU).
 """
 
 from __future__ import annotations
@@ -30,10 +28,6 @@ _Waiter = tuple[str, DecisionRequest, "asyncio.Future[Served]"]
 #: decisions one round takes at most (the rest wait for the next): a flood of concurrent requests is
 #: served in slices that each hold the event loop for a bounded time (~256 x 30 us), not in one pass
 MAX_ROUND = 256
-#: rounds in flight at once: a request that arrives while one round waits for Redis starts the next
-#: at once instead of waiting a whole round trip behind it (with one lane, a Redis reply delayed by a
-#: busy core delayed every decision twice); more lanes mean smaller rounds under load
-LANES = 2
 
 
 class DecisionRounds:
@@ -43,23 +37,13 @@ class DecisionRounds:
     None when its allocator reads no memory (then its decisions are served without one).
     """
 
-    def __init__(
-        self, serving: ServingState, store_for: Callable[[str], Any], sensor: Sensor, lanes: int = LANES
-    ) -> None:
-        if lanes < 1:
-            raise ValueError("lanes >= 1")
+    def __init__(self, serving: ServingState, store_for: Callable[[str], Any], sensor: Sensor) -> None:
         self.serving = serving
         self.store_for = store_for
         self.sensor = sensor
-        self.lanes = lanes
         self.rounds = 0
         self._waiting: list[_Waiter] = []
-        self._runners: set[asyncio.Task[None]] = set()  # strong references: the loop keeps weak ones
-        self._forming = False  # a runner is scheduled and has not taken its round yet
-
-    @property
-    def idle(self) -> bool:
-        return not self._runners and not self._waiting
+        self._task: asyncio.Task[None] | None = None
 
     async def decide(self, experiment_id: str, request: DecisionRequest) -> Served:
         """The decision for one request, made in the next round; raises what ``ServingState.decide``
@@ -67,25 +51,23 @@ class DecisionRounds:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Served] = loop.create_future()
         self._waiting.append((experiment_id, request, fut))
-        if not self._forming and len(self._runners) < self.lanes:
-            self._forming = True  # the requests of this loop iteration join the round it will take
-            task = loop.create_task(self._run())
-            self._runners.add(task)
-            task.add_done_callback(self._runners.discard)
+        if self._task is None:
+            self._task = loop.create_task(self._run())
         return await fut
 
     async def _run(self) -> None:
-        """One lane: take every waiting request (up to ``MAX_ROUND``) as a round, until none waits."""
-        self._forming = False
-        while self._waiting:
-            batch, self._waiting = self._waiting[:MAX_ROUND], self._waiting[MAX_ROUND:]
-            try:
-                await self._round(batch)
-            except Exception as exc:  # a bug fails its round's requests (500s), never leaves them waiting
-                log.exception("decision round failed")
-                for _, _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_ROUND], self._waiting[MAX_ROUND:]
+                try:
+                    await self._round(batch)
+                except Exception as exc:  # a bug fails its round's requests (500s), never leaves them waiting
+                    log.exception("decision round failed")
+                    for _, _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+        finally:
+            self._task = None
 
     async def _round(self, batch: list[_Waiter]) -> None:
         self.rounds += 1
