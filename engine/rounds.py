@@ -7,7 +7,8 @@ experiment (under the store's short time limit; when it fails the round is serve
 each of its decisions counted as degraded), then one :meth:`ServingState.decide_many` per experiment,
 whose allocator chooses for all in one batched pass. Requests that arrive while a round runs wait for the
 next one, so a lone request goes out at once, and under load a decision waits for at most the round in
-flight and its own (each: one memory read, bounded by the store's time limit, and the round's CPU).
+flight and its own (each: one memory read, bounded by the store's time limit, and the round's CPU;
+beyond ``MAX_ROUND`` waiting requests, one more round per ``MAX_ROUND`` ahead of it).
 """
 
 from __future__ import annotations

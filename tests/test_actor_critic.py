@@ -187,3 +187,26 @@ def test_drift_metric_and_pending_context_texts() -> None:
     assert set(s) == set(VIDS) and all("drift" in v for v in s.values())
     assert ac.drift_score >= 0.0 and np.isfinite(ac.drift_score)
     assert ac.pending_texts() == [] and ac.embed_pending() == 0
+
+
+def test_choose_many_isolates_a_request_it_cannot_encode() -> None:
+    """A state no validation foresaw failing (here: an extra encoder refusing one user) costs that
+    request alone its decision; the rest of the round is chosen."""
+
+    class Picky:
+        name, dim = "picky", 1
+
+        def encode(self, ctx, memory):
+            if ctx.user_id == "bad":
+                raise ValueError("picky refuses user 'bad'")
+            return np.ones(1, dtype=np.float32)
+
+    ac = ActorCriticAllocator(
+        VIDS, seed=1, schema=SCHEMA, variant_embeddings=_emb(), extra_encoders=[Picky()]
+    )
+    ctxs = [DecisionContext("e", u, VIDS, {"segment": "a"}) for u in ("u1", "bad", "u2")]
+    got = ac.choose_many(ctxs)
+    assert isinstance(got[1], ValueError) and "picky" in str(got[1])
+    assert got[0].variant_id in VIDS and got[2].variant_id in VIDS  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="picky"):
+        ac.choose(ctxs[1])
