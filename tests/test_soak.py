@@ -1,4 +1,6 @@
-"""A 10-minute soak at a steady load on one worker (opt-in: ABENGINE_SOAK=1; ABENGINE_SOAK_S to shorten).
+"""A 10-minute soak at a steady load on one worker (opt-in: ABENGINE_SOAK=1; ABENGINE_SOAK_S to shorten;
+ABENGINE_SOAK_ALLOCATOR=thompson for the allocator the runs before 2026-12-06 used, actor_critic — the
+default — to drive the decide rounds, the Redis user memories and the torch learner too).
 
 Bounds checked: no failed request, every distinct event applied once, and the worker's resident
 memory grows by at most 150 MB between the end of warm-up (first 20% of the run) and the end.
@@ -19,7 +21,7 @@ import pytest
 from producers.kafka import EventProducer
 from producers.traffic import Segment, TrafficGenerator
 from tests.cluster import Cluster
-from tests.test_worker_e2e import applied, create, settings, status, wait_for
+from tests.test_worker_e2e import applied, settings, status, wait_for
 
 pytestmark = [
     pytest.mark.soak,
@@ -35,7 +37,19 @@ def test_soak_steady_load(tmp_path: Path) -> None:
     try:
         w = cluster.add_worker("soak")
         w.wait_ready()
-        create(w.url, "soak")
+        allocator = os.environ.get("ABENGINE_SOAK_ALLOCATOR", "actor_critic")
+        spec = {
+            "id": "soak",
+            "allocator": allocator,
+            "variants": [{"id": "a", "text": "Headline A"}, {"id": "b", "text": "Headline B"}],
+            # the generator's requests carry segment=all
+            **(
+                {"allocator_config": {"schema": {"categorical": {"segment": ["all"]}}}}
+                if allocator == "actor_critic"
+                else {}
+            ),
+        }
+        assert httpx.post(f"{w.url}/v1/experiments", json=spec, timeout=60).status_code == 201
         proc = psutil.Process(w.proc.pid)  # type: ignore[union-attr]
         samples: list[tuple[float, float]] = []
 
@@ -74,6 +88,7 @@ def test_soak_steady_load(tmp_path: Path) -> None:
         warm = [m for t, m in samples if t >= 0.2 * seconds]
         growth = warm[-1] - warm[0]
         report = {
+            "allocator": allocator,
             "seconds": seconds,
             "decisions": decisions,
             "distinct_events": distinct,
