@@ -13,14 +13,18 @@ allocator in turn: `actor_critic` reads the user's memory from Redis on every de
 Then (``--split``, on by default) the same allocators on a decide-only worker
 (``ABENGINE_INGEST_ENABLED=0``) on core 0, with an ingesting worker on core 1 beside the
 generator: the deployment in which serving does not also ingest its own decision log.
-Prints a table, ratios engine/peer, and writes docs/results/bench_decide.json. Measures;
-asserts nothing.
+Each open-loop row also gives both cores' busy share over its window, and each engine row what
+the worker went through meanwhile (its own metrics, differences over the window): event-loop lag
+samples over 2 and 5 ms, decisions served without memory, full garbage collections, consumer lag,
+the worker's CPU, and the bucket bounds of its in-process decide p50 / p99 — so a slow row can be
+told apart as the worker's (a blocked loop, a busy core, a slow memory read) or the rig's (the
+generator, Redis and the broker share core 1). Prints a table, ratios engine/peer, and writes
+docs/results/bench_decide.json. Measures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -28,13 +32,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import closed_loop, open_loop, wrk_available, wrk_closed_loop  # noqa: E402
+from bench.loadgen import closed_loop, open_loop, run, wrk_available, wrk_closed_loop  # noqa: E402
 from bench.procs import stop  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
 
@@ -83,12 +89,91 @@ def body(i: int) -> dict:
     }
 
 
-async def measure(name: str, url: str, rates: list[int], seconds: float) -> list[dict]:
+def stalls(engine: str) -> dict[str, float]:
+    """What held the worker's event loop so far (engine/stalls.py): the loop-lag probe's histogram,
+    decisions served without memory, full (generation 2) garbage collections and their seconds, the
+    consumer lag summed, the worker's CPU seconds, and its own decide-latency histogram."""
+    out: dict[str, Any] = {"gc2": 0.0, "gc2_s": 0.0, "consumer_lag": 0.0, "cpu_s": 0.0, "degraded": 0.0}
+    out["decide_le"], out["loop_lag_le"] = {}, {}
+    text = httpx.get(f"{engine}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "abengine_event_loop_lag_seconds_bucket":
+                out["loop_lag_le"][s.labels["le"]] = s.value
+            elif s.name == "abengine_degraded_decisions_total":
+                out["degraded"] += s.value
+            elif s.name == "abengine_gc_pause_seconds_count" and s.labels["generation"] == "2":
+                out["gc2"] = s.value
+            elif s.name == "abengine_gc_pause_seconds_sum" and s.labels["generation"] == "2":
+                out["gc2_s"] = s.value
+            elif s.name == "abengine_consumer_lag":
+                out["consumer_lag"] += s.value
+            elif s.name == "abengine_decide_latency_seconds_bucket":
+                out["decide_le"][s.labels["le"]] = s.value
+            elif s.name == "process_cpu_seconds_total":
+                out["cpu_s"] = s.value
+    return out
+
+
+def in_process_quantiles(before: dict[str, float], after: dict[str, float]) -> dict[str, str]:
+    """The worker's own decide latency over a window (``abengine_decide_latency_seconds``, request in to
+    answer out, in the worker): the bucket bounds its p50 and p99 fall under, in ms. Beside the
+    generator's latency this tells time spent in the worker from time spent outside it."""
+    bounds = sorted(after, key=float)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    out = {}
+    for q in (0.5, 0.99):
+        le = next((b for b, c in zip(bounds, counts, strict=True) if c >= q * counts[-1]), "+Inf")
+        out[f"inproc_p{round(q * 100)}_le_ms"] = le if le == "+Inf" else f"{float(le) * 1000:g}"
+    return out
+
+
+def core_times() -> dict[str, tuple[int, int]]:
+    """(busy, total) jiffies per core from /proc/stat (Linux), to tell which core a window saturated."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *ticks = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            t = [int(x) for x in ticks]
+            idle = t[3] + t[4]  # idle + iowait
+            out[name] = (sum(t) - idle, sum(t))
+    return out
+
+
+def core_busy(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict[str, float]:
+    return {
+        c: round((after[c][0] - before[c][0]) / max(after[c][1] - before[c][1], 1), 2)
+        for c in before
+        if c in after
+    }
+
+
+async def measure(
+    name: str, url: str, rates: list[int], seconds: float, engine: str | None = None
+) -> list[dict]:
+    """Open loop at each rate, then closed loop; with ``engine``, each open-loop row also says what
+    stalled the worker's loop during it (:func:`stalls`, differences over the window)."""
     rows = []
     await closed_loop(url, body, 1.0, 16)  # warm up
     for rate in rates:
+        before = stalls(engine) if engine else None
+        t0, cores0 = time.monotonic(), core_times()
         r = await open_loop(url, body, rate, seconds)
-        rows.append({"target": name, "mode": "open", **r.row()})
+        row = {"target": name, "mode": "open", **r.row(), "core_busy": core_busy(cores0, core_times())}
+        if engine and before is not None:
+            after = stalls(engine)
+            lag = {k: v - before["loop_lag_le"].get(k, 0.0) for k, v in after["loop_lag_le"].items()}
+            row["stalls"] = {
+                "loop_lag_over_2ms": lag["+Inf"] - lag["0.002"],
+                "loop_lag_over_5ms": lag["+Inf"] - lag["0.005"],
+                "degraded": after["degraded"] - before["degraded"],
+                "gc2": after["gc2"] - before["gc2"],
+                "gc2_ms": round((after["gc2_s"] - before["gc2_s"]) * 1000, 1),
+                "consumer_lag_end": after["consumer_lag"],
+                "worker_cpu": round((after["cpu_s"] - before["cpu_s"]) / (time.monotonic() - t0), 2),
+                **in_process_quantiles(before["decide_le"], after["decide_le"]),
+            }
+        rows.append(row)
     for c in (32, 1):
         if wrk_available():
             rows.append({"target": name, "mode": f"wrk-{c}", **wrk_closed_loop(url, seconds, c)})
@@ -225,7 +310,8 @@ def main() -> None:
             for name, url in targets:
                 if "abengine" not in name:
                     wait_http(url.replace("/decide", "/"))
-                rows += asyncio.run(measure(name, url, rates, args.seconds))
+                own = engine if "abengine" in name else None
+                rows += run(measure(name, url, rates, args.seconds, own))
             sums = metric_sums(engine)
             if args.split:
                 stop([worker])
@@ -253,7 +339,7 @@ def main() -> None:
                 for name, url in experiments(
                     serve, args.allocators.split(","), "abengine decide-only", "split", redis.url
                 ):
-                    rows += asyncio.run(measure(name, url, rates, args.seconds))
+                    rows += run(measure(name, url, rates, args.seconds, serve))
                 for key, value in metric_sums(serve).items():
                     sums[key] += value
         finally:
@@ -265,6 +351,11 @@ def main() -> None:
         print(
             f"{r['target']:32} {r['mode']:10} {r['offered_rps'] or '-':>8} {r['achieved_rps']:>9} "
             f"{r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>6}"
+            + "".join(
+                f"  {part}: " + " ".join(f"{k}={v}" for k, v in r[part].items())
+                for part in ("core_busy", "stalls")
+                if part in r
+            )
         )
     sat_mode = "wrk-32" if wrk_available() else "closed-32"
     sat = {r["target"]: r["achieved_rps"] for r in rows if r["mode"] == sat_mode}

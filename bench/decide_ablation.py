@@ -17,7 +17,6 @@ docs/results/decide_ablation.json. Measures; asserts nothing. Needs wrk.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_decide import body, experiments, pinned, wait_warm  # noqa: E402
-from bench.loadgen import closed_loop, open_loop, wrk_available, wrk_closed_loop  # noqa: E402
+from bench.loadgen import closed_loop, open_loop, run, wrk_available, wrk_closed_loop  # noqa: E402
 from bench.procs import stop  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
 
@@ -104,11 +103,11 @@ def measure(
         engine = f"http://127.0.0.1:{port}"
         wait_warm(engine)
         [(_, url)] = experiments(engine, [alloc], "ablation", f"ablate{time.monotonic_ns()}", redis_url, tree)
-        asyncio.run(closed_loop(url, body, 1.0, 16))  # warm up
+        run(closed_loop(url, body, 1.0, 16))  # warm up
         time.sleep(1.0)
         latency: dict = {}
         if open_rate:
-            r = asyncio.run(open_loop(url, body, open_rate, seconds)).row()
+            r = run(open_loop(url, body, open_rate, seconds)).row()
             latency = {f"open_{k}": r[k] for k in ("offered_rps", "achieved_rps", "p50_ms", "p99_ms")}
             time.sleep(1.0)
         got = wrk_closed_loop(url, seconds, 32)

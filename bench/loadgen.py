@@ -17,12 +17,22 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 import numpy as np
 import orjson
+import uvloop
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a generator coroutine on uvloop: the generator shares its core with Redis and the broker,
+    and every CPU-second it saves is one they (and so the server's latency) get back."""
+    return uvloop.run(coro)
 
 
 @dataclass

@@ -40,6 +40,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "abengine_generation_dropped_total",
     "abengine_generation_failures_total",
     "abengine_policy_rebuilds_total",
+    "abengine_event_loop_lag_seconds",
+    "abengine_gc_pause_seconds",
 )
 
 REJECT_REASONS = ("invalid", "late", "unmatched", "duplicate", "foreign_allocator", "repeat")
@@ -65,6 +67,8 @@ class Sensor:
     def on_generation_dropped(self, reason: str, n: int) -> None: ...
     def on_generation_failure(self, reason: str) -> None: ...
     def on_policy_rebuilt(self, experiment: str) -> None: ...
+    def on_loop_lag(self, seconds: float) -> None: ...
+    def on_gc_pause(self, generation: int, seconds: float) -> None: ...
 
 
 class PrometheusSensor(Sensor):
@@ -167,6 +171,20 @@ class PrometheusSensor(Sensor):
             buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60),
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "abengine_event_loop_lag_seconds",
+            "How late the event loop woke a 10 ms timer: the stall any request arriving then also waited.",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.gc_pause = Histogram(
+            "abengine_gc_pause_seconds",
+            "Garbage collection pauses (the event loop waits for them), by generation.",
+            ["generation"],
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self._gc_pause_by_gen = [self.gc_pause.labels(str(g)) for g in range(3)]
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
         for kind in ("decision", "impression", "click", "conversion"):
@@ -225,6 +243,12 @@ class PrometheusSensor(Sensor):
 
     def on_policy_rebuilt(self, experiment: str) -> None:
         self.policy_rebuilds.inc()
+
+    def on_loop_lag(self, seconds: float) -> None:
+        self.loop_lag.observe(seconds)
+
+    def on_gc_pause(self, generation: int, seconds: float) -> None:
+        self._gc_pause_by_gen[generation].observe(seconds)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

@@ -29,6 +29,7 @@ from engine.learner import LearnerPool
 from engine.metrics import PrometheusSensor
 from engine.rounds import DecisionRounds
 from engine.serving import Served, ServingState
+from engine.stalls import GcPauseProbe, LoopLagProbe
 from engine.store import ExperimentStore, Keys, PolicyStore, RewardLedger
 from producers.kafka import EventProducer, ensure_topics
 from schemas import DeadLetter, DecisionRequest, Experiment, Variant
@@ -92,13 +93,18 @@ class Runtime:
         #: in-flight batch is frozen into the settled heap
         self.warm = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._gc_probe = GcPauseProbe(self.sensor)
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         await ensure_topics(self.bootstrap_servers, self.settings)  # no-op when the CLI made them
         await self.producer.start()
         await self._refresh()
-        self._tasks = [asyncio.create_task(self._loop(), name="abengine-refresh")]
+        self._tasks = [
+            asyncio.create_task(self._loop(), name="abengine-refresh"),
+            asyncio.create_task(LoopLagProbe(self.sensor).run(), name="abengine-loop-lag"),
+        ]
+        self._gc_probe.install()
         if self.settings.ranker_enabled:
             self._tasks.append(asyncio.create_task(self._load_ranker(), name="abengine-ranker"))
         settle_heap("start-up")  # faust, aiokafka and the experiments' allocators are loaded by now
@@ -108,6 +114,7 @@ class Runtime:
         log.info("worker %s ready", self.worker_id)
 
     async def stop(self) -> None:
+        self._gc_probe.uninstall()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

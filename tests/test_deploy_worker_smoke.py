@@ -146,3 +146,18 @@ def test_compose_healthcheck_command_passes(worker: str) -> None:
         argv = [sys.executable, *(a.replace(":8080/", f":{port}/") for a in test[2:])]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, f"{name}: {proc.stderr}"
+
+
+def test_worker_reports_its_event_loop_lag_and_gc_pauses(worker: str) -> None:
+    """The stall probes run in a started worker: the lag histogram fills (100 samples a second) and
+    start-up's own collections were timed."""
+    deadline = time.monotonic() + 10
+    while True:
+        text = _get(worker + "/metrics")[1].decode()
+        lag = re.search(r"^abengine_event_loop_lag_seconds_count (\S+)$", text, re.M)
+        if (lag and float(lag.group(1)) >= 20) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert lag and float(lag.group(1)) >= 20, text[-2000:]
+    gcs = re.findall(r'^abengine_gc_pause_seconds_count\{generation="\d"\} (\S+)$', text, re.M)
+    assert sum(float(n) for n in gcs) > 0

@@ -97,6 +97,11 @@ class EmbeddedKafka:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (benchmarks read its CPU from ``/proc``)."""
+        return self._proc.pid if self._proc is not None else None
+
     def __enter__(self) -> Self:
         return self.start()
 
