@@ -178,7 +178,7 @@ class Runtime:
             self.warm.set()
 
     # --- per-user memory (allocators with a memory, e.g. actor_critic) ------------------------------------
-    def memory_store(self, experiment_id: str, width: int, max_len: int = 32) -> Any:
+    def memory_store(self, experiment_id: str, width: int, max_len: int) -> Any:
         """The experiment's user-memory store in Redis (one cluster slot per experiment); ``width`` and
         ``max_len`` are its allocator's record width and records kept per user."""
         store = self._memory_stores.get(experiment_id)
