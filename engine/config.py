@@ -72,6 +72,15 @@ class Settings(BaseSettings):
         description="Requests per second allowed per client address (burst = 2 s "
         "worth); 0 = no limit. Over the limit: 429.",
     )
+    memory_read_budget_ms: float = Field(
+        5.0,
+        gt=0.0,
+        le=1000.0,
+        validation_alias=_env("ABENGINE_MEMORY_READ_BUDGET_MS"),
+        description="Longest a decide round waits for its users' memories from Redis (one `MGET`) before "
+        "it decides without them (counted in `abengine_degraded_decisions_total`): the decide latency "
+        "a slow Redis can add, traded against personalisation.",
+    )
 
     # --- Kafka topics ------------------------------------------------------------------
     topic_prefix: str = Field(

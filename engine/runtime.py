@@ -186,7 +186,11 @@ class Runtime:
             from engine.memory.store import UserMemoryStore
 
             store = UserMemoryStore(
-                self.redis_url, width, prefix=f"{self.keys.prefix}:{{{experiment_id}}}:mem", max_len=max_len
+                self.redis_url,
+                width,
+                prefix=f"{self.keys.prefix}:{{{experiment_id}}}:mem",
+                max_len=max_len,
+                timeout_s=self.settings.memory_read_budget_ms / 1000.0,
             )
             self._memory_stores[experiment_id] = store
         return store

@@ -185,3 +185,28 @@ async def test_a_flood_is_served_in_bounded_rounds(redis_url: str, monkeypatch: 
     assert [s.record["user_id"] for s in served] == [f"f{i}" for i in range(100)]
     assert max(sensor.round_sizes) == 16 and sum(sensor.round_sizes) == 100
     await store.aclose()
+
+
+def test_the_memory_read_budget_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ABENGINE_MEMORY_READ_BUDGET_MS`` sets the rounds' read limit (one source: the worker's stores
+    are built from it); a non-positive budget is refused, naming the setting."""
+    from pydantic import ValidationError
+
+    from engine.config import Settings
+    from engine.runtime import Runtime
+
+    monkeypatch.setenv("ABENGINE_MEMORY_READ_BUDGET_MS", "2")
+    runtime = Runtime(
+        Settings(), bootstrap_servers="127.0.0.1:1", redis_url="redis://127.0.0.1:1", embedded_kafka=False
+    )
+    store = runtime.memory_store(EXP, width=10, max_len=8)
+    assert store.timeout_s == pytest.approx(0.002)
+
+    async def close() -> None:
+        await store.aclose()
+        await runtime.redis.aclose()
+
+    asyncio.run(close())
+    monkeypatch.setenv("ABENGINE_MEMORY_READ_BUDGET_MS", "0")
+    with pytest.raises(ValidationError, match="MEMORY_READ_BUDGET_MS"):
+        Settings()
