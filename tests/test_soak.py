@@ -2,8 +2,10 @@
 ABENGINE_SOAK_ALLOCATOR=thompson for the allocator the runs before 2026-12-06 used, actor_critic — the
 default — to drive the decide rounds, the Redis user memories and the torch learner too).
 
-Bounds checked: no failed request, every distinct event applied once, and the worker's resident
-memory grows by at most 150 MB between the end of warm-up (first 20% of the run) and the end.
+Bounds checked: no failed request, every distinct event applied once, the worker's resident
+memory grows by at most 150 MB between the end of warm-up (first 20% of the run) and the end, and
+its event loop never stalled for a second or more (``abengine_event_loop_lag_seconds``). The report
+also gives the garbage collector's pauses by generation over the whole run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from producers.kafka import EventProducer
 from producers.traffic import Segment, TrafficGenerator
@@ -28,6 +31,24 @@ pytestmark = [
     pytest.mark.skipif(os.environ.get("ABENGINE_SOAK") != "1", reason="soak test is opt-in: ABENGINE_SOAK=1"),
 ]
 RSS_GROWTH_BOUND_MB = 150.0
+
+
+def stalls(url: str) -> dict[str, float]:
+    """The worker's loop-lag samples (all, over 50 ms, over 1 s) and GC pauses (count, seconds) by
+    generation, from its /metrics."""
+    out: dict[str, float] = {}
+    lag: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+        for s in family.samples:
+            if s.name == "abengine_event_loop_lag_seconds_bucket":
+                lag[s.labels["le"]] = s.value
+            elif s.name in ("abengine_gc_pause_seconds_count", "abengine_gc_pause_seconds_sum"):
+                kind = "pauses" if s.name.endswith("count") else "seconds"
+                out[f"gc{s.labels['generation']}_{kind}"] = round(s.value, 3)
+    out["loop_lag_samples"] = lag["+Inf"]
+    out["loop_lag_over_50ms"] = lag["+Inf"] - lag["0.05"]
+    out["loop_lag_over_1s"] = lag["+Inf"] - lag["1.0"]
+    return out
 
 
 def test_soak_steady_load(tmp_path: Path) -> None:
@@ -97,6 +118,7 @@ def test_soak_steady_load(tmp_path: Path) -> None:
             "rss_end_mb": round(warm[-1], 1),
             "rss_max_mb": round(max(m for _, m in samples), 1),
             "duplicates_ledger": sum(v for k, v in body["ledger"].items() if k.startswith("duplicate:")),
+            **stalls(w.url),
         }
         (Path(os.environ.get("ABENGINE_SOAK_REPORT", tmp_path / "soak.json"))).write_text(
             json.dumps(report, indent=2)
@@ -104,6 +126,7 @@ def test_soak_steady_load(tmp_path: Path) -> None:
         print("soak:", report)
         assert stats_errors == 0
         assert growth <= RSS_GROWTH_BOUND_MB, report
+        assert report["loop_lag_over_1s"] == 0, report
         assert httpx.get(f"{w.url}/readyz").json()["status"] == "ready"
     finally:
         cluster.close()
