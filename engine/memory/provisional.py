@@ -11,30 +11,44 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 from engine.types import FeatureValue, Reward
 
 CreditKind = Literal["final", "provisional", "correction"]
 
 
-@dataclass
-class PendingDecision:
-    """What the learner knows about one decision so far."""
+class PendingDecision(NamedTuple):
+    """What the learner knows about one decision so far (immutable: the ledger replaces it on a change)."""
 
     decision_id: str
     user_id: str
     variant_id: str
     propensity: float
     decided_at: float
-    attributes: dict[str, FeatureValue] = field(default_factory=dict)
-    context_text: str | None = None
-    features: dict[str, float] = field(default_factory=dict)
+    attributes: dict[str, FeatureValue]
+    context_text: str | None
+    features: dict[str, float]
     clicks: float = 0.0
     conversion_value: float = 0.0
     converted: bool = False
     provisional: float | None = None
+
+
+def _stored(pd: PendingDecision) -> tuple:
+    """The plain tuple the ledger keeps for ``pd``: its dicts as tuples of items.
+
+    A busy experiment keeps up to ``max_pending`` (200,000) decisions for a whole attribution window.
+    The garbage collector stops tracking an exact tuple of strings, numbers and such tuples at its first
+    passes, but tracks for life a dataclass instance, a named tuple (not an exact tuple) and any tuple
+    holding a dict; every full collection scanned them all again: ~98 ms per generation-2 pause in the
+    soak (docs/PERFORMANCE.md, tests/test_memory.py checks they are untracked)."""
+    return (*pd[:5], tuple(pd.attributes.items()), pd.context_text, tuple(pd.features.items()), *pd[8:])
+
+
+def _view(row: tuple) -> PendingDecision:
+    return PendingDecision(*row[:5], dict(row[5]), row[6], dict(row[7]), *row[8:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +76,8 @@ class RewardLedger:
         self.w = conversion_weight
         self.window = window
         self.max_pending = max_pending
-        self._pending: OrderedDict[str, PendingDecision] = OrderedDict()
+        #: decision id -> the pending decision as a plain tuple (:func:`_stored`), oldest decision first
+        self._pending: OrderedDict[str, tuple] = OrderedDict()
         self._fresh: set[str] = set()
         self.now = float("-inf")
         self.evicted = 0
@@ -73,8 +88,8 @@ class RewardLedger:
     def add(self, rewards: Iterable[Reward]) -> None:
         for ev in rewards:
             self.now = max(self.now, ev.event_time)
-            pd = self._pending.get(ev.decision_id)
-            if pd is None:
+            row = self._pending.get(ev.decision_id)
+            if row is None:
                 pd = PendingDecision(
                     ev.decision_id,
                     ev.user_id,
@@ -85,16 +100,24 @@ class RewardLedger:
                     ev.context_text,
                     dict(ev.features),
                 )
-                self._pending[ev.decision_id] = pd
+                self._pending[ev.decision_id] = _stored(pd)
                 if len(self._pending) > self.max_pending:
                     self._pending.popitem(last=False)
                     self.evicted += 1
+            else:
+                pd = _view(row)
             if ev.kind == "click":
-                pd.clicks = max(pd.clicks, float(ev.value) if ev.value else 1.0)
+                self._update(pd._replace(clicks=max(pd.clicks, float(ev.value) if ev.value else 1.0)))
             elif ev.kind == "conversion":
-                pd.conversion_value += float(ev.value)
-                pd.converted = True
+                value = pd.conversion_value + float(ev.value)
+                self._update(pd._replace(conversion_value=value, converted=True))
             self._fresh.add(ev.decision_id)
+
+    def _update(self, pd: PendingDecision) -> None:
+        """Replace a pending decision in place (its position, the window order, is kept); one evicted
+        meanwhile stays evicted."""
+        if pd.decision_id in self._pending:
+            self._pending[pd.decision_id] = _stored(pd)
 
     def reward(self, pd: PendingDecision) -> float:
         return pd.clicks + self.w * pd.conversion_value
@@ -108,22 +131,24 @@ class RewardLedger:
         out: list[Credit] = []
         done: list[str] = []
         for did in list(self._fresh):
-            pd = self._pending.get(did)
-            if pd is None:
+            row = self._pending.get(did)
+            if row is None:
                 continue
+            pd = _view(row)
             final = pd.converted or (self.w == 0.0 and pd.clicks > 0)
             if final:
                 out.append(self._finalise(pd))
                 done.append(did)
             elif estimate is not None and pd.provisional is None:
-                pd.provisional = pd.clicks + self.w * estimate(pd)
+                pd = pd._replace(provisional=pd.clicks + self.w * estimate(pd))
+                self._update(pd)
                 out.append(Credit(pd, pd.provisional, "provisional"))
         for did in done:
             self._pending.pop(did, None)
         self._fresh.clear()
         # windows close in decision order, so the oldest pending decisions come first
         while self._pending:
-            did, pd = next(iter(self._pending.items()))
+            pd = _view(next(iter(self._pending.values())))
             if pd.decided_at + self.window > self.now:
                 break
             self._pending.popitem(last=False)
