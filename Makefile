@@ -57,6 +57,7 @@ bench: setup
 	$(BIN)/python bench/bench_decide_parts.py
 	$(BIN)/python bench/bench_memory_reads.py
 	$(BIN)/python bench/broker_fetch_growth.py
+	$(BIN)/python bench/bench_gc_pending.py
 	$(BIN)/python bench/bench_ingest.py --decisions 30000
 	$(BIN)/python bench/bench_allocators.py
 	$(BIN)/python bench/bench_peers.py
