@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+import orjson
+
 from engine.types import FeatureValue, Reward
 
 CreditKind = Literal["final", "provisional", "correction"]
@@ -37,18 +39,20 @@ class PendingDecision(NamedTuple):
 
 
 def _stored(pd: PendingDecision) -> tuple:
-    """The plain tuple the ledger keeps for ``pd``: its dicts as tuples of items.
+    """The plain tuple the ledger keeps for ``pd``: atoms only, its dicts as JSON bytes.
 
     A busy experiment keeps up to ``max_pending`` (200,000) decisions for a whole attribution window.
-    The garbage collector stops tracking an exact tuple of strings, numbers and such tuples at its first
-    passes, but tracks for life a dataclass instance, a named tuple (not an exact tuple) and any tuple
-    holding a dict; every full collection scanned them all again: ~98 ms per generation-2 pause in the
-    soak (docs/PERFORMANCE.md, tests/test_memory.py checks they are untracked)."""
-    return (*pd[:5], tuple(pd.attributes.items()), pd.context_text, tuple(pd.features.items()), *pd[8:])
+    The garbage collector stops tracking an exact tuple of atoms (strings, numbers, bytes) at its first
+    pass, but tracks for life a dataclass instance and a named tuple (not an exact tuple), and a tuple
+    holding a dict or another tuple only once that one is untracked first, so some rows reached the
+    oldest generation still tracked. Every full collection scanned them again: ~98 ms per generation-2
+    pause in the soak (docs/PERFORMANCE.md; tests/test_provisional.py checks rows go untracked). The
+    dicts come from the ledger's JSON (engine/store/ledger.py), so the round trip loses nothing."""
+    return (*pd[:5], orjson.dumps(pd.attributes), pd.context_text, orjson.dumps(pd.features), *pd[8:])
 
 
 def _view(row: tuple) -> PendingDecision:
-    return PendingDecision(*row[:5], dict(row[5]), row[6], dict(row[7]), *row[8:])
+    return PendingDecision(*row[:5], orjson.loads(row[5]), row[6], orjson.loads(row[7]), *row[8:])
 
 
 @dataclass(frozen=True, slots=True)
