@@ -75,3 +75,11 @@ def test_pending_decisions_leave_the_garbage_collectors_scans() -> None:
     gc.collect(0)  # one pass of the youngest generation is enough: a row holds atoms only
     rows = list(led._pending.values())
     assert len(rows) == 1000 and not any(gc.is_tracked(r) for r in rows)
+
+
+def test_an_event_without_attributes_or_features_is_kept() -> None:
+    """A Reward's defaults are read-only mapping proxies, which JSON cannot encode as they are."""
+    led = RewardLedger(conversion_weight=0.0, window=10.0)
+    led.add([Reward("d1", "e", "a", "u", "click", 1.0, 0.5, "x", 0, 0.0, 1.0)])
+    (credit,) = led.due()
+    assert (credit.reward, credit.decision.attributes, credit.decision.features) == (1.0, {}, {})
