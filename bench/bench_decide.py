@@ -89,7 +89,7 @@ def body(i: int) -> dict:
     }
 
 
-def stalls(engine: str) -> dict[str, float]:
+def stalls(engine: str) -> dict[str, Any]:
     """What held the worker's event loop so far (engine/stalls.py): the loop-lag probe's histogram,
     decisions served without memory, full (generation 2) garbage collections and their seconds, the
     consumer lag summed, the worker's CPU seconds, and its own decide-latency histogram."""
