@@ -491,6 +491,9 @@ def create_http_app(runtime: Runtime) -> web.Application:
     rps = runtime.settings.rate_limit_rps
     app[RATE_LIMITER] = RateLimiter(rps) if rps > 0 else None
     r = app.router
+    # the decide route first: aiohttp tries the dynamic routes under /v1/experiments in the order they
+    # were added, one regex each, and decide is the hot one (~7 µs per request saved, PERFORMANCE.md)
+    r.add_post("/v1/experiments/{experiment_id}/decide", decide)
     r.add_post("/v1/experiments", create_experiment)
     r.add_get("/v1/experiments", list_experiments)
     r.add_get("/v1/experiments/{experiment_id}", get_experiment)
@@ -500,7 +503,6 @@ def create_http_app(runtime: Runtime) -> web.Application:
     r.add_get("/v1/experiments/{experiment_id}/ranking", ranking)
     r.add_get("/v1/experiments/{experiment_id}/insights", insights)
     r.add_get("/v1/experiments/{experiment_id}/opportunities", opportunities)
-    r.add_post("/v1/experiments/{experiment_id}/decide", decide)
     r.add_post("/v1/events", post_events)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)

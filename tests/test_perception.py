@@ -94,6 +94,22 @@ def test_context_encoder_never_calls_model_on_hot_path() -> None:
     assert enc.pending_texts() == []
 
 
+def test_context_rows_are_cached_read_only_and_bounded() -> None:
+    emb = _Embedder()
+    enc = ContextTextEncoder(emb, proj_dim=4, max_rows=2)
+    for t in ("a", "b", "c"):
+        enc.encode_text(t)
+    enc.embed_pending()
+    a = enc.encode_text("a")
+    assert enc.encode_text("a") is a  # the second request for a text reuses its row
+    np.testing.assert_array_equal(a[:4], emb.cached("a") @ enc._proj)
+    with pytest.raises(ValueError):  # shared, so nobody may write into it
+        a[0] = 1.0
+    enc.encode_text("b"), enc.encode_text("c")
+    assert list(enc._rows) == ["b", "c"]  # at most max_rows, the oldest dropped
+    np.testing.assert_array_equal(enc.encode_text("a"), a)  # recomputed, the same row
+
+
 def test_state_builder_is_pluggable() -> None:
     class ImageEncoder:
         name = "image"

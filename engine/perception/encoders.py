@@ -115,7 +115,12 @@ class ContextTextEncoder:
     name = "context"
 
     def __init__(
-        self, embedder: TextEmbedder | None, proj_dim: int = 8, seed: int = 0, max_pending: int = 10_000
+        self,
+        embedder: TextEmbedder | None,
+        proj_dim: int = 8,
+        seed: int = 0,
+        max_pending: int = 10_000,
+        max_rows: int = 65_536,
     ):
         self.embedder = embedder
         self.proj_dim = proj_dim
@@ -124,20 +129,34 @@ class ContextTextEncoder:
         self._pending: dict[str, None] = {}
         self._max_pending = max_pending
         self.misses = 0
+        # encoded rows by text, so a recurring context costs a dict lookup instead of a 384 x proj_dim
+        # product per decision; read-only (callers copy them into the state), oldest dropped when full
+        self._rows: dict[str, np.ndarray] = {}
+        self._max_rows = max_rows
+        self._empty = np.zeros(self.dim, dtype=np.float32)
+        self._empty.flags.writeable = False
 
     def encode_text(self, text: str | None) -> np.ndarray:
-        out = np.zeros(self.dim, dtype=np.float32)
+        """The text's row (read-only): zeros while its embedding is not cached (then it is queued)."""
         if not text or self.embedder is None:
-            return out
+            return self._empty
+        row = self._rows.get(text)
+        if row is not None:
+            return row
         vec = self.embedder.cached(text)
         if vec is None:
             self.misses += 1
             if len(self._pending) < self._max_pending:
                 self._pending[text] = None
-            return out
-        out[: self.proj_dim] = vec @ self._proj
-        out[-1] = 1.0
-        return out
+            return self._empty
+        row = np.zeros(self.dim, dtype=np.float32)
+        row[: self.proj_dim] = vec @ self._proj
+        row[-1] = 1.0
+        row.flags.writeable = False
+        if len(self._rows) >= self._max_rows:
+            del self._rows[next(iter(self._rows))]
+        self._rows[text] = row
+        return row
 
     def encode(self, ctx: DecisionContext, memory: MemoryView | None = None) -> np.ndarray:
         return self.encode_text(ctx.context_text)
