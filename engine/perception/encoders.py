@@ -120,7 +120,7 @@ class ContextTextEncoder:
         proj_dim: int = 8,
         seed: int = 0,
         max_pending: int = 10_000,
-        max_rows: int = 65_536,
+        max_rows: int = 16_384,
     ):
         self.embedder = embedder
         self.proj_dim = proj_dim
@@ -131,6 +131,8 @@ class ContextTextEncoder:
         self.misses = 0
         # encoded rows by text, so a recurring context costs a dict lookup instead of a 384 x proj_dim
         # product per decision; read-only (callers copy them into the state), oldest dropped when full
+        # (~300 bytes a row with its key: ~5 MB per allocator at the default bound, beside the
+        # embedder's shared cache of 100,000 raw 384-d vectors)
         self._rows: dict[str, np.ndarray] = {}
         self._max_rows = max_rows
         self._empty = np.zeros(self.dim, dtype=np.float32)
