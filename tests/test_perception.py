@@ -203,3 +203,15 @@ def test_draw_picks_the_index_numpys_inverse_cdf_picks() -> None:
             u = np.random.default_rng(seed).random()
             expected = min(int(np.searchsorted(np.cumsum(p), u, side="right")), k - 1)
             assert PerceivingAllocator._draw(fake, p) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("lengths", [[32, 32, 32], [5], [32, 7, 0], [3, 3, None], [1, 1]])
+def test_memory_summaries_of_a_round_equal_one_at_a_time(lengths: list[int | None]) -> None:
+    """A round of full memories takes the one-matrix path, a mixed round the general one: both give
+    each user the summary :meth:`encode` gives alone."""
+    rng = np.random.default_rng(len(lengths))
+    enc = MemorySummaryEncoder()
+    mems = [None if n is None else MemoryView(rng.random((n, 10), dtype=np.float32)) for n in lengths]
+    many = enc.encode_many([None] * len(mems), mems)
+    alone = np.stack([enc.encode(None, m) for m in mems])
+    np.testing.assert_allclose(many, alone, rtol=1e-6, atol=1e-7)

@@ -185,15 +185,19 @@ class MemorySummaryEncoder:
         self.half_life = half_life
         self._w = np.zeros(0)  # recency weights, newest last, grown on demand (not per request)
 
+    def _weights(self, n: int) -> np.ndarray:
+        """Recency weights of ``n`` records, oldest first, the newest 1 (grown once, not per request)."""
+        if len(self._w) < n:
+            self._w = 0.5 ** (np.arange(max(n, 64))[::-1] / self.half_life)
+        return self._w[-n:]
+
     def encode(self, ctx: DecisionContext | None, memory: MemoryView | None) -> np.ndarray:
         out = np.zeros(self.dim, dtype=np.float32)
         if memory is None or len(memory) == 0:
             return out
         r = memory.rewards
         n = len(r)
-        if len(self._w) < n:
-            self._w = 0.5 ** (np.arange(max(n, 64))[::-1] / self.half_life)
-        w = self._w[-n:]
+        w = self._weights(n)
         out[0] = math.log1p(n) / 5.0
         out[1] = float(r.sum()) / n
         out[2] = float(w @ r) / float(w.sum())
@@ -206,6 +210,15 @@ class MemorySummaryEncoder:
         out = np.zeros((len(memories), self.dim), dtype=np.float32)
         rows = [i for i, m in enumerate(memories) if m is not None and len(m)]
         if not rows:
+            return out
+        n = len(memories[rows[0]])  # type: ignore[arg-type]
+        if len(rows) == len(memories) and all(len(m) == n for m in memories):  # type: ignore[arg-type]
+            # the common round (every user's memory full): one (B, n) matrix, half the numpy calls
+            R = np.stack([m.rewards for m in memories]).astype(np.float64)  # type: ignore[union-attr]
+            w = self._weights(n)
+            out[:, 0] = math.log1p(n) / 5.0
+            out[:, 1] = R.sum(axis=1) / n
+            out[:, 2] = (R @ w) / float(w.sum())
             return out
         rewards = [memories[i].rewards for i in rows]  # type: ignore[union-attr]
         lens = np.array([len(r) for r in rewards])
