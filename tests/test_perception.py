@@ -105,7 +105,8 @@ def test_context_rows_are_cached_read_only_and_bounded() -> None:
     np.testing.assert_array_equal(a[:4], emb.cached("a") @ enc._proj)
     with pytest.raises(ValueError):  # shared, so nobody may write into it
         a[0] = 1.0
-    enc.encode_text("b"), enc.encode_text("c")
+    enc.encode_text("b")
+    enc.encode_text("c")
     assert list(enc._rows) == ["b", "c"]  # at most max_rows, the oldest dropped
     np.testing.assert_array_equal(enc.encode_text("a"), a)  # recomputed, the same row
 

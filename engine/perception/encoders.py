@@ -206,7 +206,8 @@ class MemorySummaryEncoder:
     def encode_many(
         self, ctxs: Sequence[DecisionContext | None], memories: Sequence[MemoryView | None]
     ) -> np.ndarray:
-        """:meth:`encode` of many memories in one pass over their concatenated rewards (B, 3)."""
+        """:meth:`encode` of many memories (B, 3): one (B, n) matrix when all have the same length, else
+        one pass over their concatenated rewards."""
         out = np.zeros((len(memories), self.dim), dtype=np.float32)
         rows = [i for i, m in enumerate(memories) if m is not None and len(m)]
         if not rows:
