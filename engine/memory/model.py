@@ -127,22 +127,21 @@ def attention_read(
     r0: float,
     w0: float = 1.0,
 ) -> np.ndarray:
-    """Numpy read for candidate keys ``cand`` (K, k): returns (K, 2) ``[read(v) - r0, log1p(mass) / 5]``."""
-    out = np.zeros((cand.shape[0], 2), dtype=np.float32)
+    """Read one memory for candidate keys ``cand`` (K, k): returns (K, 2) ``[read(v) - r0, log1p(mass) / 5]``.
+
+    Each record i weighs ``w_i = exp(beta (cos(v, k_i) - 1) - lam age_i)``; the read is the weighted mean
+    of the records' rewards shrunk towards the prior ``r0`` with weight ``w0``. One memory is a batch of
+    one: :func:`attention_read_batch` holds the maths.
+    """
     if memory is None or len(memory) == 0:
-        return out
-    cos = cand @ memory.keys.T  # (K, n); keys are unit norm
-    w = np.exp(beta * (cos - 1.0) - lam * np.maximum(now - memory.times, 0.0)[None, :])
-    mass = w.sum(axis=1)
-    out[:, 0] = (w @ memory.rewards + w0 * r0) / (mass + w0) - r0
-    out[:, 1] = np.log1p(mass) / 5.0
-    return out
+        return np.zeros((cand.shape[0], 2), dtype=np.float32)
+    return attention_read_batch(cand, memory.records[None], None, now, beta, lam, r0, w0)[0]
 
 
 def attention_read_batch(
     cand: np.ndarray,
     recs: np.ndarray,
-    mask: np.ndarray,
+    mask: np.ndarray | None,
     now: float,
     beta: float,
     lam: float,
@@ -150,13 +149,16 @@ def attention_read_batch(
     w0: float = 1.0,
 ) -> np.ndarray:
     """:func:`attention_read` for B memories at once (padded by :func:`pad_memories`): cand (K, k), recs
-    (B, N, k+2), mask (B, N) -> (B, K, 2). Several decisions served together pay numpy's per-call cost
-    once instead of once each; an all-masked row reads like an empty memory (zeros)."""
+    (B, N, k+2), mask (B, N) or None when every record is real -> (B, K, 2). Several decisions served
+    together pay numpy's per-call cost once instead of once each; an all-masked row reads like an empty
+    memory (zeros)."""
     keys, r, t = recs[..., :-2], recs[..., -2], recs[..., -1]
     # batched matmuls, not einsum: the same sums at a third of the cost for a round of 32 (PERFORMANCE.md)
     cos = np.matmul(cand, keys.transpose(0, 2, 1))  # (B, K, N)
     age = np.maximum(now - t, 0.0)[:, None, :]
-    w = np.exp(beta * (cos - 1.0) - lam * age) * mask[:, None, :]
+    w = np.exp(beta * (cos - 1.0) - lam * age)
+    if mask is not None:
+        w *= mask[:, None, :]
     mass = w.sum(-1)
     out = np.empty((recs.shape[0], cand.shape[0], 2), dtype=np.float32)
     out[..., 0] = (np.matmul(w, r[:, :, None])[..., 0] + w0 * r0) / (mass + w0) - r0
