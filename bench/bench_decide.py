@@ -34,10 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.loadgen import closed_loop, open_loop, run, wrk_available, wrk_closed_loop  # noqa: E402
 from bench.procs import stop  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
+from engine.stalls import StallReading  # noqa: E402
 
 
 def pinned(
@@ -91,30 +90,11 @@ def body(i: int) -> dict:
     }
 
 
-def stalls(engine: str) -> dict[str, Any]:
+def stalls(engine: str) -> StallReading:
     """What held the worker's event loop so far (engine/stalls.py): the loop-lag probe's histogram,
-    decisions served without memory, full (generation 2) garbage collections and their seconds, the
-    consumer lag summed, the worker's CPU seconds, and its own decide-latency histogram."""
-    out: dict[str, Any] = {"gc2": 0.0, "gc2_s": 0.0, "consumer_lag": 0.0, "cpu_s": 0.0, "degraded": 0.0}
-    out["decide_le"], out["loop_lag_le"] = {}, {}
-    text = httpx.get(f"{engine}/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "abengine_event_loop_lag_seconds_bucket":
-                out["loop_lag_le"][s.labels["le"]] = s.value
-            elif s.name == "abengine_degraded_decisions_total":
-                out["degraded"] += s.value
-            elif s.name == "abengine_gc_pause_seconds_count" and s.labels["generation"] == "2":
-                out["gc2"] = s.value
-            elif s.name == "abengine_gc_pause_seconds_sum" and s.labels["generation"] == "2":
-                out["gc2_s"] = s.value
-            elif s.name == "abengine_consumer_lag":
-                out["consumer_lag"] += s.value
-            elif s.name == "abengine_decide_latency_seconds_bucket":
-                out["decide_le"][s.labels["le"]] = s.value
-            elif s.name == "process_cpu_seconds_total":
-                out["cpu_s"] = s.value
-    return out
+    decisions served without memory, garbage collections by generation, the consumer lag summed, the
+    worker's CPU seconds, and its own decide-latency histogram."""
+    return StallReading.parse(httpx.get(f"{engine}/metrics", timeout=10).text)
 
 
 def in_process_quantiles(before: dict[str, float], after: dict[str, float]) -> dict[str, str]:
@@ -164,16 +144,15 @@ async def measure(
         row = {"target": name, "mode": "open", **r.row(), "core_busy": core_busy(cores0, core_times())}
         if engine and before is not None:
             after = stalls(engine)
-            lag = {k: v - before["loop_lag_le"].get(k, 0.0) for k, v in after["loop_lag_le"].items()}
             row["stalls"] = {
-                "loop_lag_over_2ms": lag["+Inf"] - lag["0.002"],
-                "loop_lag_over_5ms": lag["+Inf"] - lag["0.005"],
-                "degraded": after["degraded"] - before["degraded"],
-                "gc2": after["gc2"] - before["gc2"],
-                "gc2_ms": round((after["gc2_s"] - before["gc2_s"]) * 1000, 1),
-                "consumer_lag_end": after["consumer_lag"],
-                "worker_cpu": round((after["cpu_s"] - before["cpu_s"]) / (time.monotonic() - t0), 2),
-                **in_process_quantiles(before["decide_le"], after["decide_le"]),
+                "loop_lag_over_2ms": after.lag_over("0.002") - before.lag_over("0.002"),
+                "loop_lag_over_5ms": after.lag_over("0.005") - before.lag_over("0.005"),
+                "degraded": after.degraded - before.degraded,
+                "gc2": after.gc_pauses.get("2", 0.0) - before.gc_pauses.get("2", 0.0),
+                "gc2_ms": round((after.gc_seconds.get("2", 0.0) - before.gc_seconds.get("2", 0.0)) * 1000, 1),
+                "consumer_lag_end": after.consumer_lag,
+                "worker_cpu": round((after.cpu_s - before.cpu_s) / (time.monotonic() - t0), 2),
+                **in_process_quantiles(before.decide_le, after.decide_le),
             }
         rows.append(row)
     for c in (32, 1):

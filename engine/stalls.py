@@ -5,6 +5,8 @@ full garbage collection. The decide latency histogram says *that* a request was 
 *why*: :class:`LoopLagProbe` sleeps a fixed interval and reports how late it woke (the lag any request
 arriving then also saw), and :class:`GcPauseProbe` times each collection from ``gc.callbacks`` by
 generation. Both only call sensor hooks (``on_loop_lag``, ``on_gc_pause``), as the rest of the engine does.
+:class:`StallReading` reads them back from a worker's ``/metrics`` (benchmarks and the soak test compare
+two readings).
 
 >>> from engine.metrics import Sensor
 >>> class Seen(Sensor):
@@ -21,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from engine.metrics import Sensor
 
@@ -68,3 +73,57 @@ class GcPauseProbe:
             self._started = time.perf_counter()
         else:
             self.sensor.on_gc_pause(info["generation"], time.perf_counter() - self._started)
+
+
+@dataclass(frozen=True, slots=True)
+class StallReading:
+    """A worker's stall metrics as its ``/metrics`` exposes them (cumulative since it started), with what
+    tells a slow decide from a held loop beside them: decisions served without their user's memory, the
+    consumer lag, the process's CPU seconds and the in-worker decide latency. Histograms keep their
+    cumulative buckets keyed by the ``le`` label as exposed ("0.005", "+Inf").
+
+    >>> text = (
+    ...     'abengine_event_loop_lag_seconds_bucket{le="0.005"} 7.0\\n'
+    ...     'abengine_event_loop_lag_seconds_bucket{le="+Inf"} 9.0\\n'
+    ...     'abengine_gc_pause_seconds_count{generation="2"} 1.0\\n'
+    ... )
+    >>> r = StallReading.parse(text); r.lag_over("0.005"), r.gc_pauses["2"]
+    (2.0, 1.0)
+    """
+
+    loop_lag_le: dict[str, float] = field(default_factory=dict)
+    gc_pauses: dict[str, float] = field(default_factory=dict)  # by generation
+    gc_seconds: dict[str, float] = field(default_factory=dict)
+    decide_le: dict[str, float] = field(default_factory=dict)
+    degraded: float = 0.0
+    consumer_lag: float = 0.0  # summed over partitions
+    cpu_s: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> StallReading:
+        lag: dict[str, float] = {}
+        decide: dict[str, float] = {}
+        pauses: dict[str, float] = {}
+        seconds: dict[str, float] = {}
+        degraded = consumer_lag = cpu_s = 0.0
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "abengine_event_loop_lag_seconds_bucket":
+                    lag[s.labels["le"]] = s.value
+                elif s.name == "abengine_decide_latency_seconds_bucket":
+                    decide[s.labels["le"]] = s.value
+                elif s.name == "abengine_gc_pause_seconds_count":
+                    pauses[s.labels["generation"]] = s.value
+                elif s.name == "abengine_gc_pause_seconds_sum":
+                    seconds[s.labels["generation"]] = s.value
+                elif s.name == "abengine_degraded_decisions_total":
+                    degraded += s.value
+                elif s.name == "abengine_consumer_lag":
+                    consumer_lag += s.value
+                elif s.name == "process_cpu_seconds_total":
+                    cpu_s = s.value
+        return cls(lag, pauses, seconds, decide, degraded, consumer_lag, cpu_s)
+
+    def lag_over(self, bound: str) -> float:
+        """Lag samples later than ``bound`` seconds (one of the histogram's bucket bounds)."""
+        return self.loop_lag_le.get("+Inf", 0.0) - self.loop_lag_le.get(bound, 0.0)

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from engine.stalls import StallReading
 from producers.kafka import EventProducer
 from producers.traffic import Segment, TrafficGenerator
 from tests.cluster import Cluster
@@ -36,18 +36,12 @@ RSS_GROWTH_BOUND_MB = 150.0
 def stalls(url: str) -> dict[str, float]:
     """The worker's loop-lag samples (all, over 50 ms, over 1 s) and GC pauses (count, seconds) by
     generation, from its /metrics."""
-    out: dict[str, float] = {}
-    lag: dict[str, float] = {}
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
-        for s in family.samples:
-            if s.name == "abengine_event_loop_lag_seconds_bucket":
-                lag[s.labels["le"]] = s.value
-            elif s.name in ("abengine_gc_pause_seconds_count", "abengine_gc_pause_seconds_sum"):
-                kind = "pauses" if s.name.endswith("count") else "seconds"
-                out[f"gc{s.labels['generation']}_{kind}"] = round(s.value, 3)
-    out["loop_lag_samples"] = lag["+Inf"]
-    out["loop_lag_over_50ms"] = lag["+Inf"] - lag["0.05"]
-    out["loop_lag_over_1s"] = lag["+Inf"] - lag["1.0"]
+    r = StallReading.parse(httpx.get(f"{url}/metrics", timeout=10).text)
+    out = {f"gc{g}_pauses": round(n, 3) for g, n in r.gc_pauses.items()}
+    out |= {f"gc{g}_seconds": round(sec, 3) for g, sec in r.gc_seconds.items()}
+    out["loop_lag_samples"] = r.loop_lag_le["+Inf"]
+    out["loop_lag_over_50ms"] = r.lag_over("0.05")
+    out["loop_lag_over_1s"] = r.lag_over("1.0")
     return out
 
 

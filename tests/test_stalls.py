@@ -11,7 +11,7 @@ import pytest
 
 import engine.stalls
 from engine.metrics import PrometheusSensor, Sensor
-from engine.stalls import GcPauseProbe, LoopLagProbe
+from engine.stalls import GcPauseProbe, LoopLagProbe, StallReading
 
 
 class Recorder(Sensor):
@@ -77,3 +77,22 @@ def test_prometheus_sensor_exports_both() -> None:
     text = sensor.exposition().decode()
     assert 'abengine_event_loop_lag_seconds_bucket{le="0.05"} 1.0' in text
     assert 'abengine_gc_pause_seconds_count{generation="2"} 1.0' in text
+
+
+def test_stall_reading_reads_back_what_a_sensor_exports() -> None:
+    sensor = PrometheusSensor()
+    for lag in (0.001, 0.003, 0.03, 2.0):
+        sensor.on_loop_lag(lag)
+    sensor.on_gc_pause(2, 0.25)
+    sensor.on_gc_pause(0, 0.001)
+    sensor.on_degraded_decision("a", 3)
+    sensor.on_degraded_decision("b")
+    sensor.on_consumer_lag("abengine.decisions", 0, 5)
+    sensor.on_consumer_lag("abengine.decisions", 1, 7)
+    sensor.on_decision("a", "v", "thompson", 0.0004)
+    r = StallReading.parse(sensor.exposition().decode())
+    assert r.loop_lag_le["+Inf"] == 4
+    assert (r.lag_over("0.002"), r.lag_over("0.005"), r.lag_over("0.05"), r.lag_over("1.0")) == (3, 2, 1, 1)
+    assert r.gc_pauses == {"0": 1, "1": 0, "2": 1} and r.gc_seconds["2"] == pytest.approx(0.25)
+    assert (r.degraded, r.consumer_lag) == (4, 12)
+    assert r.decide_le["+Inf"] == 1 and r.cpu_s > 0
