@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_decide import body, experiments, pinned, wait_warm  # noqa: E402
+from bench.bench_decide import body, experiments, pinned, stalls, wait_warm  # noqa: E402
 from bench.loadgen import closed_loop, open_loop, run, wrk_available, wrk_closed_loop  # noqa: E402
 from bench.procs import stop  # noqa: E402
 from engine.services.embedded import EmbeddedKafka, EmbeddedRedis, free_port  # noqa: E402
@@ -82,8 +82,9 @@ def measure(
     log: Path,
     open_rate: float = 0.0,
 ) -> dict:
-    """Saturated wrk-32 rate of a fresh worker from ``tree``; with ``open_rate``, first the latency at
-    that offered rate (open loop, before wrk leaves the worker a decision log to ingest)."""
+    """Saturated wrk-32 rate of a fresh worker from ``tree``; with ``open_rate``, first the latency and the
+    worker's CPU per decision at that offered rate (open loop, before wrk leaves the worker a decision
+    log to ingest)."""
     port = free_port()
     env = {
         **os.environ,
@@ -107,8 +108,12 @@ def measure(
         time.sleep(1.0)
         latency: dict = {}
         if open_rate:
+            before = stalls(engine)
             r = run(open_loop(url, body, open_rate, seconds)).row()
+            cpu_s = stalls(engine).cpu_s - before.cpu_s
             latency = {f"open_{k}": r[k] for k in ("offered_rps", "achieved_rps", "p50_ms", "p99_ms")}
+            # the worker's CPU per decision at that rate (ingesting its decision log included)
+            latency["open_worker_cpu_us"] = round(cpu_s / max(r["ok"], 1) * 1e6, 1)
             time.sleep(1.0)
         got = wrk_closed_loop(url, seconds, 32)
         return {"allocator": alloc, "off": ablate or "-", **got, **latency}

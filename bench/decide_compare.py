@@ -6,7 +6,8 @@ This VM's speed drifts by 10-20% between minutes, so a before/after claim needs 
 turn about. Checks ``--base`` out in a throwaway git worktree, then per round starts a fresh
 worker from each tree in turn (core 0, after its start-up loads; wrk, Tansu and Redis on core 1)
 and measures wrk-32 on one experiment per allocator, as ``decide_ablation.py`` does; with
-``--open-rate``, first p50/p99 at that offered rate (the open-loop generator on core 1). Prints each
+``--open-rate``, first p50/p99 and the worker's CPU per decision at that offered rate (the open-loop
+generator on core 1). Prints each
 run, the mean per tree and the ratio; writes docs/results/decide_compare.json. Measures; asserts
 nothing. Needs wrk.
 """
@@ -65,7 +66,8 @@ def main() -> None:
                         rows.append({**row, "tree": name, "round": rnd})
                         latency = (
                             f"   at {row['open_achieved_rps']:.0f} req/s: p50 {row['open_p50_ms']:.2f} ms,"
-                            f" p99 {row['open_p99_ms']:.2f} ms"
+                            f" p99 {row['open_p99_ms']:.2f} ms, worker {row['open_worker_cpu_us']:.0f} µs CPU"
+                            " per decision"
                             if args.open_rate
                             else ""
                         )
@@ -92,9 +94,18 @@ def main() -> None:
                 )
                 for name in trees
             }
+            cpu = {
+                name: statistics.mean(
+                    r["open_worker_cpu_us"] for r in rows if (r["tree"], r["allocator"]) == (name, alloc)
+                )
+                for name in trees
+            }
             print(
                 f"{'':13} {p99[base_sha]:10.2f} ms {p99['working tree']:10.2f} ms"
-                f"   (median p99 at {args.open_rate:.0f} req/s offered)"
+                f"   (median p99 at {args.open_rate:.0f} req/s offered)\n"
+                f"{'':13} {cpu[base_sha]:10.0f} µs {cpu['working tree']:10.0f} µs"
+                f" {cpu['working tree'] / cpu[base_sha]:6.2f}"
+                "   (mean worker CPU per decision at that rate)"
             )
     Path(args.out).write_text(
         json.dumps(

@@ -79,7 +79,11 @@ class BatchConsumer(Service):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=s.batch_size,
+            # the broker holds a fetch until it has fetch_min_bytes or batch_within_s has passed: without it
+            # every decision or two became a batch of its own (its Redis scripts, learning round and
+            # commit), which under light traffic cost more CPU than the decisions themselves
             fetch_max_wait_ms=int(s.batch_within_s * 1000),
+            fetch_min_bytes=s.ingest_fetch_min_bytes,
             partition_assignment_strategy=ASSIGNORS,
             **timing,
         )
