@@ -1,6 +1,6 @@
 """Where a decide's time goes: the saturated decide rate with parts of the path switched off.
 
-    .venv/bin/python bench/decide_ablation.py [--rounds 2] [--seconds 8]
+    .venv/bin/python bench/decide_ablation.py [--rounds 2] [--seconds 8] [--open-rate 1000]
 
 Builds a throwaway git worktree of HEAD, applies ``bench/decide_ablation.patch`` there (an
 ``ABLATE`` environment variable that skips the Redis memory read (and its decide round) or the
@@ -10,7 +10,8 @@ real ``ABENGINE_INGEST_ENABLED=0``), and measures each
 configuration with wrk (32 connections, core 1) against a fresh worker on core 0; Tansu and Redis
 run on core 1 beside wrk, so core 0 holds the worker alone. Configurations alternate round by
 round, because this VM's speed drifts. Prints req/s and the CPU time per decision each part costs
-(the difference of 1/rate between neighbouring configurations); writes
+(the difference of 1/rate between neighbouring configurations); with ``--open-rate``, also the
+worker's CPU per decision at that offered rate and what each part adds to it; writes
 docs/results/decide_ablation.json. Measures; asserts nothing. Needs wrk.
 """
 
@@ -43,6 +44,7 @@ CONFIGS = [
     ("actor_critic", "memory,ingest"),
     ("actor_critic", "memory,ingest,log"),
     ("thompson", ""),
+    ("thompson", "ingest"),
     ("thompson", "ingest,log"),
 ]
 
@@ -125,6 +127,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument(
+        "--open-rate",
+        type=float,
+        default=0.0,
+        help="also the worker's CPU per decision at this offered req/s (open loop), before wrk",
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "decide_ablation.json"))
     args = ap.parse_args()
     rows: list[dict] = []
@@ -133,11 +141,15 @@ def main() -> None:
         try:
             for rnd in range(args.rounds):
                 for alloc, ablate in CONFIGS:
-                    row = measure(tree, kafka, redis_url, alloc, ablate, args.seconds, tmp / "w.log")
+                    row = measure(
+                        tree, kafka, redis_url, alloc, ablate, args.seconds, tmp / "w.log", args.open_rate
+                    )
                     row["round"] = rnd
                     rows.append(row)
+                    cpu = f"   {row['open_worker_cpu_us']:6.0f} µs CPU/decision at {args.open_rate:.0f} req/s"
                     print(
-                        f"round {rnd} {alloc:13} off={row['off']:18} {row['achieved_rps']:8.0f} req/s",
+                        f"round {rnd} {alloc:13} off={row['off']:18} {row['achieved_rps']:8.0f} req/s"
+                        + (cpu if args.open_rate else ""),
                         flush=True,
                     )
         finally:
@@ -156,9 +168,24 @@ def main() -> None:
         part = "" if prev is None or prev[0] != a else f"{1e6 / mean[prev] - us:14.1f}"
         print(f"{a:13} {key[1]:20} {mean[key]:8.0f} {us:12.1f} {part}")
         prev = key
+    if args.open_rate:
+        print(f"\nworker CPU per decision at {args.open_rate:.0f} req/s offered (open loop), mean of rounds:")
+        prev = None
+        for a, o in CONFIGS:
+            key = (a, o or "-")
+            us = statistics.mean(r["open_worker_cpu_us"] for r in rows if (r["allocator"], r["off"]) == key)
+            part = "" if prev is None or prev[0] != a else f"{prev[1] - us:14.1f}"
+            print(f"{a:13} {key[1]:20} {us:12.1f} {part}")
+            prev = (a, us)
     Path(args.out).write_text(
         json.dumps(
-            {"machine": os.uname().nodename, "seconds": args.seconds, "rounds": args.rounds, "rows": rows},
+            {
+                "machine": os.uname().nodename,
+                "seconds": args.seconds,
+                "rounds": args.rounds,
+                "open_rate": args.open_rate,
+                "rows": rows,
+            },
             indent=2,
         )
     )
