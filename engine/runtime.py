@@ -77,7 +77,9 @@ class Runtime:
             settings.snapshot_interval_s,
             after_learning=self.write_memory,
         )
-        self.producer = EventProducer(bootstrap_servers, settings)
+        self.producer = EventProducer(
+            bootstrap_servers, settings, log_linger_ms=settings.decision_log_linger_ms
+        )
         self.ingestor = Ingestor(
             self.ledger, self.learners, self.lookup_experiment, self.send_dead_letters, self.sensor
         )
