@@ -139,8 +139,8 @@ class Settings(BaseSettings):
         validation_alias=_env("ABENGINE_INGEST_FETCH_MIN_BYTES"),
         description="`batch` ingest: the broker answers a fetch once it holds this many bytes or "
         "`ABENGINE_BATCH_WITHIN_S` has passed (Kafka's fetch.min.bytes). Under light traffic the worker then "
-        "takes one batch per interval instead of one per record or two: a quarter to a third less CPU per "
-        "decision at 500-1,000 req/s (docs/PERFORMANCE.md); 1 answers every fetch at once.",
+        "takes one batch per interval instead of one per record or two, each with its Redis scripts, "
+        "learning round and commit (docs/PERFORMANCE.md); 1 answers every fetch at once.",
     )
     ingest_align_max_hold_s: float = Field(
         1.0,
