@@ -86,13 +86,7 @@ async def test_read_tells_a_degraded_read_from_empty_memories(redis_url: str) ->
 
 
 def reference_read(
-    cand: np.ndarray,
-    memory: MemoryView | None,
-    now: float,
-    beta: float,
-    lam: float,
-    r0: float,
-    w0: float = 1.0,
+    cand: np.ndarray, memory: MemoryView | None, now: float, beta: float, lam: float, r0: float
 ) -> np.ndarray:
     """The read as the maths states it, one candidate and one record at a time (no numpy batching):
     ``w_i = exp(beta (cos_i - 1) - lam age_i)``, ``read = (sum w_i r_i + r0) / (sum w_i + 1)``."""
