@@ -146,10 +146,13 @@ def main() -> None:
                     )
                     row["round"] = rnd
                     rows.append(row)
-                    cpu = f"   {row['open_worker_cpu_us']:6.0f} µs CPU/decision at {args.open_rate:.0f} req/s"
+                    cpu = (
+                        f"   {row['open_worker_cpu_us']:6.0f} µs CPU/decision at {args.open_rate:.0f} req/s"
+                        if args.open_rate
+                        else ""
+                    )
                     print(
-                        f"round {rnd} {alloc:13} off={row['off']:18} {row['achieved_rps']:8.0f} req/s"
-                        + (cpu if args.open_rate else ""),
+                        f"round {rnd} {alloc:13} off={row['off']:18} {row['achieved_rps']:8.0f} req/s{cpu}",
                         flush=True,
                     )
         finally:
