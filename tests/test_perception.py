@@ -206,10 +206,12 @@ def test_draw_picks_the_index_numpys_inverse_cdf_picks() -> None:
             assert PerceivingAllocator._draw(fake, p) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("lengths", [[32, 32, 32], [5], [32, 7, 0], [3, 3, None], [1, 1]])
+@pytest.mark.parametrize(
+    "lengths", [[32, 32, 32], [5], [32, 7, 0], [3, 3, None], [1, 1], [None, None], [3, 100, 65]]
+)
 def test_memory_summaries_of_a_round_equal_one_at_a_time(lengths: list[int | None]) -> None:
-    """A round of full memories takes the one-matrix path, a mixed round the general one: both give
-    each user the summary :meth:`encode` gives alone."""
+    """A round's summaries (one zero-padded matrix, full, ragged, missing and longer-than-the-weights
+    memories alike) equal what :meth:`encode` gives each user alone."""
     rng = np.random.default_rng(len(lengths))
     enc = MemorySummaryEncoder()
     mems = [None if n is None else MemoryView(rng.random((n, 10), dtype=np.float32)) for n in lengths]

@@ -184,20 +184,24 @@ class MemorySummaryEncoder:
     def __init__(self, half_life: float = 10.0) -> None:
         self.half_life = half_life
         self._w = np.zeros(0)  # recency weights, newest last, grown on demand (not per request)
+        self._totals = np.zeros(0)
 
-    def _weights(self, n: int) -> np.ndarray:
-        """Recency weights of ``n`` records, oldest first, the newest 1 (grown once, not per request)."""
+    def _weights(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Recency weights of ``n`` records, oldest first, the newest 1, and ``totals[k - 1]``, the sum of
+        the newest ``k`` of them (grown once, not per request)."""
         if len(self._w) < n:
             self._w = 0.5 ** (np.arange(max(n, 64))[::-1] / self.half_life)
-        return self._w[-n:]
+            self._totals = np.cumsum(self._w[::-1])
+        return self._w[-n:], self._totals
 
     def encode(self, ctx: DecisionContext | None, memory: MemoryView | None) -> np.ndarray:
+        """One memory, as the maths reads (a third of :meth:`encode_many`'s cost for a lone decision)."""
         out = np.zeros(self.dim, dtype=np.float32)
         if memory is None or len(memory) == 0:
             return out
         r = memory.rewards
         n = len(r)
-        w = self._weights(n)
+        w = self._weights(n)[0]
         out[0] = math.log1p(n) / 5.0
         out[1] = float(r.sum()) / n
         out[2] = float(w @ r) / float(w.sum())
@@ -206,30 +210,22 @@ class MemorySummaryEncoder:
     def encode_many(
         self, ctxs: Sequence[DecisionContext | None], memories: Sequence[MemoryView | None]
     ) -> np.ndarray:
-        """:meth:`encode` of many memories (B, 3): one (B, n) matrix when all have the same length, else
-        one pass over their concatenated rewards."""
+        """:meth:`encode` of many memories (B, 3) from one (B, n) matrix of their rewards, newest in the
+        last column: a shorter memory is padded with zeros on the left, which add nothing to its sums."""
+        lens = np.array([0 if m is None else len(m) for m in memories])
         out = np.zeros((len(memories), self.dim), dtype=np.float32)
-        rows = [i for i, m in enumerate(memories) if m is not None and len(m)]
-        if not rows:
+        n = int(lens.max(initial=0))
+        if n == 0:
             return out
-        n = len(memories[rows[0]])  # type: ignore[arg-type]
-        if len(rows) == len(memories) and all(len(m) == n for m in memories):  # type: ignore[arg-type]
-            # the common round (every user's memory full): one (B, n) matrix, half the numpy calls
-            R = np.stack([m.rewards for m in memories]).astype(np.float64)  # type: ignore[union-attr]
-            w = self._weights(n)
-            out[:, 0] = math.log1p(n) / 5.0
-            out[:, 1] = R.sum(axis=1) / n
-            out[:, 2] = (R @ w) / float(w.sum())
-            return out
-        rewards = [memories[i].rewards for i in rows]  # type: ignore[union-attr]
-        lens = np.array([len(r) for r in rewards])
-        R = np.concatenate(rewards).astype(np.float64)
-        ends = np.cumsum(lens)
-        starts = ends - lens
-        W = 0.5 ** ((np.repeat(ends, lens) - 1 - np.arange(len(R))) / self.half_life)  # newest: 1
-        out[rows, 0] = np.log1p(lens) / 5.0
-        out[rows, 1] = np.add.reduceat(R, starts) / lens
-        out[rows, 2] = np.add.reduceat(W * R, starts) / np.add.reduceat(W, starts)
+        R = np.zeros((len(memories), n))
+        for i, m in enumerate(memories):
+            if lens[i]:
+                R[i, n - lens[i] :] = m.rewards  # type: ignore[union-attr]
+        w, totals = self._weights(n)
+        k = np.maximum(lens, 1)  # a row without memory stays zeros: its sums are 0
+        out[:, 0] = np.log1p(lens) / 5.0
+        out[:, 1] = R.sum(axis=1) / k
+        out[:, 2] = (R @ w) / totals[k - 1]
         return out
 
 
