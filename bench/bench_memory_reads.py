@@ -4,8 +4,10 @@
 
 1. CPU per user-memory read against an embedded Redis (redis-py asyncio + hiredis, uvloop): the
    earlier format (a list per user: one LRANGE, pipelines of 1 and 32), this one (a string per user:
-   one GET, one MGET of 32), and ``UserMemoryStore.read`` of 32 users (one MGET: a decide round of
-   ``engine.rounds``). Why the decide path reads in rounds, and why a memory is a string.
+   one GET, one MGET of 32), the same MGETs on the decide path's pipelined connection
+   (``engine.store.pipelined``) beside redis-py's, and ``UserMemoryStore.read`` of 1 and of 32 users
+   (one MGET: a decide round of ``engine.rounds``). Why the decide path reads in rounds, why a memory
+   is a string, and why its reads bypass redis-py's command path.
 2. One full garbage collection before and after loading the sentence encoder and the content ranker,
    and after ``engine.heap.settle_heap``. Why the worker freezes its heap.
 Measures; asserts nothing.
@@ -60,15 +62,22 @@ async def reads(url: str, n: int) -> None:
     await cpu_per("pipeline of 1 LRANGE (earlier format)", n, 1, lambda: pipe(1))
     await cpu_per("pipeline of 32 LRANGE (earlier format)", n // 32, 32, lambda: pipe(32))
     await cpu_per("one GET", n, 1, lambda: client.get(keys32[0]))
-    await cpu_per("one MGET of 32", n // 32, 32, lambda: client.mget(keys32))
+    await cpu_per("one MGET of 32, redis-py", n // 32, 32, lambda: client.mget(keys32))
+    pipelined = store.reads_connection
+    await cpu_per("one MGET of 1, redis-py", n, 1, lambda: client.mget(keys32[:1]))
+    await cpu_per("one MGET of 1, pipelined connection", n, 1, lambda: pipelined.call("MGET", keys32[0]))
+    await cpu_per(
+        "one MGET of 32, pipelined connection", n // 32, 32, lambda: pipelined.call("MGET", *keys32)
+    )
 
-    async def rounds() -> None:
-        for i in range(n // 32):
-            await store.read(users[(i * 32) % 4968 : (i * 32) % 4968 + 32])
+    async def rounds(size: int) -> None:
+        for i in range(n // size):
+            await store.read(users[(i * size) % 4968 : (i * size) % 4968 + size])
 
-    before = store.reads
-    await cpu_per("UserMemoryStore.read, a round of 32 decisions", 1, (n // 32) * 32, rounds)
-    print(f"  ({(n // 32) * 32} reads of 20-record memories in {store.reads - before} round trips)")
+    for size in (1, 32):
+        before = store.reads
+        await cpu_per(f"UserMemoryStore.read, a round of {size}", 1, (n // size) * size, lambda: rounds(size))  # noqa: B023
+        print(f"  ({(n // size) * size} reads of 20-record memories in {store.reads - before} round trips)")
     await store.aclose()
 
 
