@@ -10,17 +10,22 @@ from the scheduled send time, so queueing is not hidden) and closed loop with 32
 connection from wrk (native; `apt-get install wrk`), or from Python when wrk is missing (then
 the generator, not the server, is the ceiling, and the table says so). The engine runs each
 allocator in turn: `actor_critic` reads the user's memory from Redis on every decide.
+Then (``--learning``, on by default) the same worker while it learns: new experiments with a 2 s
+attribution window, every decision of which gets an impression and a tenth a click from
+``bench/reward_echo.py`` (on core 1), so the worker joins ~1.1 events per decision and learns every
+decision within the run — a serving worker's production load, which the rows before leave out.
 Then (``--split``, on by default) the same allocators on a decide-only worker
 (``ABENGINE_INGEST_ENABLED=0``) on core 0, with an ingesting worker on core 1 beside the
 generator: the deployment in which serving does not also ingest its own decision log.
 Each open-loop row also gives both cores' busy share over its window, and each engine row what
 the worker went through meanwhile (its own metrics, differences over the window): event-loop lag
 samples over 2 and 5 ms, decisions served without memory, full garbage collections, consumer lag,
-the worker's CPU, and the bucket bounds of its in-process decide p50 / p99 — so a slow row can be
-told apart as the worker's (a blocked loop, a busy core, a slow memory read) or the rig's (the
-generator, Redis and the broker share core 1). Prints a table, ratios engine/peer, a rig check (does
-each peer, which holds no engine, meet the latency target of p99 <= 5 ms at 2,000 req/s? where it does
-not, the run cannot show the target for the engine either), and writes docs/results/bench_decide.json.
+the worker's CPU, the events it joined, and the bucket bounds of its in-process decide p50 / p99 —
+so a slow row can be told apart as the worker's (a blocked loop, a busy core, a slow memory read)
+or the rig's (the generator, Redis and the broker share core 1). Prints a table, ratios
+engine/peer, a rig check (does each peer, which holds no engine, meet the latency target of p99 <=
+5 ms at 2,000 req/s? where it does not, the run cannot show the target for the engine either), and
+writes docs/results/bench_decide.json.
 Measures; asserts nothing.
 """
 
@@ -152,6 +157,7 @@ async def measure(
                 "gc2_ms": round((after.gc_seconds.get("2", 0.0) - before.gc_seconds.get("2", 0.0)) * 1000, 1),
                 "consumer_lag_end": after.consumer_lag,
                 "worker_cpu": round((after.cpu_s - before.cpu_s) / (time.monotonic() - t0), 2),
+                "events_joined": after.events_joined - before.events_joined,
                 **in_process_quantiles(before.decide_le, after.decide_le),
             }
         rows.append(row)
@@ -211,6 +217,7 @@ def experiments(
     prefix: str,
     redis_url: str | None = None,
     tree: Path = ROOT,
+    attribution_window_s: float | None = None,
 ) -> list[tuple[str, str]]:
     """Create one 10-variant experiment per allocator on ``engine``; (row label, decide URL) each.
     With ``redis_url``, the actor-critic's users get full memories (:func:`fill_memories`)."""
@@ -221,6 +228,7 @@ def experiments(
             "allocator": alloc,
             "variants": [{"id": f"v{i}", "text": f"Headline number {i}"} for i in range(10)],
             **({"allocator_config": {"schema": SCHEMA}} if alloc == "actor_critic" else {}),
+            **({"attribution_window_s": attribution_window_s} if attribution_window_s else {}),
         }
         r = httpx.post(f"{engine}/v1/experiments", json=spec, timeout=120)
         assert r.status_code == 201, r.text
@@ -229,6 +237,10 @@ def experiments(
         out.append((f"{label} ({alloc})", f"{engine}/v1/experiments/{prefix}-{alloc}/decide"))
     return out
 
+
+#: attribution window of the experiments measured while learning: short, so that within a row every
+#: decision's window closes and it is learned (a long-running experiment's steady state)
+LEARNING_WINDOW_S = 2.0
 
 #: the issue's latency target: p99 at or under this many ms at TARGET_RATE req/s (open loop)
 TARGET_P99_MS, TARGET_RATE = 5.0, 2000
@@ -279,6 +291,12 @@ def main() -> None:
         default=True,
         help="also measure a decide-only worker beside an ingesting one",
     )
+    ap.add_argument(
+        "--learning",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the worker while it learns from events of its own decisions",
+    )
     args = ap.parse_args()
     rates = [int(x) for x in args.rates.split(",")]
     os.sched_setaffinity(0, {1})
@@ -314,6 +332,25 @@ def main() -> None:
                     wait_http(url.replace("/decide", "/"))
                 own = engine if "abengine" in name else None
                 rows += run(measure(name, url, rates, args.seconds, own))
+            if args.learning:
+                # the same worker while it learns: every decision of these experiments is shown (an
+                # impression) and a tenth clicked (bench/reward_echo.py, on core 1), and their 2 s
+                # attribution window closes within the run, so each decision becomes a reward to learn
+                learn = experiments(
+                    engine,
+                    args.allocators.split(","),
+                    "abengine learning",
+                    "learn",
+                    redis.url,
+                    attribution_window_s=LEARNING_WINDOW_S,
+                )
+                ids = ",".join(url.rsplit("/", 2)[-2] for _, url in learn)
+                echo_cmd = [py, str(ROOT / "bench" / "reward_echo.py"), kafka.bootstrap_servers]
+                echo = pinned([*echo_cmd, "--experiments", ids], 1, env, tmp / "reward-echo.log")
+                procs.append(echo)
+                for name, url in learn:
+                    rows += run(measure(name, url, rates, args.seconds, engine))
+                stop([echo])
             sums = metric_sums(engine)
             if args.split:
                 stop([worker])

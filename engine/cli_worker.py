@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import click
 
@@ -41,6 +42,8 @@ def run_worker(settings: Settings) -> None:
     from producers.kafka import ensure_topics
 
     logging.basicConfig(level=settings.log_level.upper())
+    # learning runs in threads beside the serving loop (engine/learner.py): bound their turns
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000.0)
     uvloop.install()
     with services(settings) as ep:
         # before faust starts: a broker that auto-creates topics on first use would

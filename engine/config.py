@@ -151,6 +151,15 @@ class Settings(BaseSettings):
     )
 
     # --- join / learning ------------------------------------------------------------------
+    gil_switch_interval_ms: float = Field(
+        0.5,
+        gt=0.0,
+        le=100.0,
+        validation_alias=_env("ABENGINE_GIL_SWITCH_INTERVAL_MS"),
+        description="Longest a thread holds Python's interpreter lock while another waits for it "
+        "(`sys.setswitchinterval`; Python's default is 5 ms): learning runs in a thread beside the "
+        "event loop that serves decisions, and this bounds how long the loop waits for it.",
+    )
     attribution_window_s: float = Field(
         86400.0,
         validation_alias=_env("ABENGINE_ATTRIBUTION_WINDOW_S"),

@@ -45,13 +45,18 @@ class Learner:
         return self.advanced or self.cursor != self.saved_cursor
 
     async def catch_up(self, ledger: RewardLedger, batch: int = 2000) -> int:
-        """Learn every reward appended to the stream since the cursor."""
+        """Learn every reward appended to the stream since the cursor.
+
+        The allocator learns in a worker thread, not on the event loop: an actor-critic step over a
+        batch of rewards is milliseconds of torch (tens after a backlog), and decisions must not wait
+        for it. Only the pool's lock holder touches a learner's allocator, so the thread has it alone.
+        """
         n = 0
         while True:
             entries = await ledger.read_rewards(self.experiment_id, after=self.cursor, count=batch)
             if not entries:
                 return n
-            self.allocator.update([e.reward for e in entries])
+            await asyncio.to_thread(self.allocator.update, [e.reward for e in entries])
             self.cursor = entries[-1].id
             n += len(entries)
             self.applied += len(entries)
@@ -169,7 +174,7 @@ class LearnerPool:
             await self._advance(learner)
             if not learner.dirty or (not force and now - learner.last_saved < self.snapshot_interval_s):
                 continue
-            snapshot = learner.allocator.snapshot()
+            snapshot = await asyncio.to_thread(learner.allocator.snapshot)  # torch.save: off the loop
             if await self.policies.save(learner.experiment_id, snapshot, learner.cursor):
                 saved += 1
                 self.sensor.on_policy(
@@ -192,7 +197,7 @@ class LearnerPool:
         if advance is None:
             return
         version = learner.allocator.version
-        advance(time.time())
+        await asyncio.to_thread(advance, time.time())  # closing windows learns: off the loop too
         if learner.allocator.version != version:
             learner.advanced = True
             if self.after_learning is not None:

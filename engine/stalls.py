@@ -79,8 +79,8 @@ class GcPauseProbe:
 class StallReading:
     """A worker's stall metrics as its ``/metrics`` exposes them (cumulative since it started), with what
     tells a slow decide from a held loop beside them: decisions served without their user's memory, the
-    consumer lag, the process's CPU seconds and the in-worker decide latency. Histograms keep their
-    cumulative buckets keyed by the ``le`` label as exposed ("0.005", "+Inf").
+    consumer lag, the process's CPU seconds, the in-worker decide latency and the events it joined.
+    Histograms keep their cumulative buckets keyed by the ``le`` label as exposed ("0.005", "+Inf").
 
     >>> text = (
     ...     'abengine_event_loop_lag_seconds_bucket{le="0.005"} 7.0\\n'
@@ -98,6 +98,7 @@ class StallReading:
     degraded: float = 0.0
     consumer_lag: float = 0.0  # summed over partitions
     cpu_s: float = 0.0
+    events_joined: float = 0.0  # impressions, clicks and conversions joined to their decisions
 
     @classmethod
     def parse(cls, text: str) -> StallReading:
@@ -105,7 +106,7 @@ class StallReading:
         decide: dict[str, float] = {}
         pauses: dict[str, float] = {}
         seconds: dict[str, float] = {}
-        degraded = consumer_lag = cpu_s = 0.0
+        degraded = consumer_lag = cpu_s = joined = 0.0
         for family in text_string_to_metric_families(text):
             for s in family.samples:
                 if s.name == "abengine_event_loop_lag_seconds_bucket":
@@ -122,7 +123,9 @@ class StallReading:
                     consumer_lag += s.value
                 elif s.name == "process_cpu_seconds_total":
                     cpu_s = s.value
-        return cls(lag, pauses, seconds, decide, degraded, consumer_lag, cpu_s)
+                elif s.name == "abengine_rewards_joined_total":
+                    joined += s.value
+        return cls(lag, pauses, seconds, decide, degraded, consumer_lag, cpu_s, joined)
 
     def lag_over(self, bound: str) -> float:
         """Lag samples later than ``bound`` seconds (one of the histogram's bucket bounds)."""

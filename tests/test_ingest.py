@@ -231,3 +231,28 @@ async def test_the_first_rewards_a_learner_meets_run_the_after_learning_hook(cli
     await w.ingestor.ingest_events([event_rec("impression", f"i{i}", f"d{i}", i) for i in range(3)])
     assert w.learners.learners["x"].applied == 3
     assert [e for e, _ in w.learned] == ["x"]
+
+
+async def test_learning_and_snapshots_run_off_the_event_loop(client: aioredis.Redis) -> None:
+    """An allocator's learning step (and its snapshot) is CPU work of milliseconds: it runs in a worker
+    thread, so decisions served by the same event loop do not wait for it."""
+    import threading
+
+    w = Worker(client)
+    await w.ingestor.ingest_decisions([decision_rec(i, "ab"[i % 2], i) for i in range(4)])
+    await w.ingestor.ingest_events([event_rec("impression", "i0", "d0", 0)])
+    allocator = w.learners.learners["x"].allocator
+    calls: list[tuple[str, int]] = []
+    for name in ("update", "snapshot"):
+
+        def spy(*args: object, _name: str = name, _original: object = getattr(allocator, name)) -> object:
+            calls.append((_name, threading.get_ident()))
+            return _original(*args)  # type: ignore[operator]
+
+        setattr(allocator, name, spy)
+    more = [event_rec("impression", "i1", "d1", 1), event_rec("click", "c1", "d1", 2)]
+    await w.ingestor.ingest_events(more)
+    await w.learners.flush(force=True)
+    assert sorted({n for n, _ in calls}) == ["snapshot", "update"]
+    assert all(thread != threading.get_ident() for _, thread in calls)  # never the event loop's thread
+    assert w.learners.learners["x"].allocator.summary()["b"]["clicks"] == 1
