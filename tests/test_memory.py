@@ -186,6 +186,12 @@ def test_residual_memory_read_equals_the_per_record_formula() -> None:
     mem.prepare(np.arange(K))
     Sq = S[:7]
     got = mem.read(Sq)
+    # decide rounds read several states at once: each row is its state's, in any order or mix, and
+    # the same as the lone-decision path computes
+    np.testing.assert_array_equal(mem.read(Sq[::-1]), got[::-1])
+    mixed = mem.read(np.concatenate([S[250:251], Sq[2:4]]))
+    np.testing.assert_array_equal(mixed[1:], got[2:4])
+    np.testing.assert_allclose(mixed[:1], mem._read(S[250:251, 2:5]))
     S, slots, delta = S[-200:], slots[-200:], delta[-200:].astype(np.float32).astype(np.float64)
     n = len(delta)
     rec = 0.5 ** ((n - 1 - np.arange(n)) / hl)
