@@ -101,6 +101,29 @@ class RedisServer:
             self.proc = None
 
 
+async def test_a_server_that_stops_answering_does_not_queue_calls_without_bound() -> None:
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):  # accepts every command, answers none
+            pass
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = PipelinedConnection(f"redis://127.0.0.1:{port}", max_in_flight=50)
+    for _ in range(50):
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await conn.call("GET", "k")
+    assert len(conn._protocol.waiters) == 50  # type: ignore[union-attr]
+    with pytest.raises(ConnectionError, match="unanswered"):
+        await conn.call("GET", "k")
+    await asyncio.sleep(0.05)
+    # the reset connection is gone with its queue
+    assert conn._protocol.transport is None  # type: ignore[union-attr]
+    await conn.aclose()
+    server.close()
+    await server.wait_closed()
+
+
 @pytest.fixture()
 def password_redis(tmp_path: Path) -> Iterator[str]:
     server = RedisServer(tmp_path, "--requirepass", "s3cret")

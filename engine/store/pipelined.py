@@ -11,7 +11,10 @@ hiredis does the RESP work (``pack_command``, ``Reader``).
 Replies come back in the order commands were written (RESP2, no pub/sub), so each call's future
 waits in a FIFO. A caller that gives up (its deadline cancels the await) leaves its slot in the FIFO;
 its late reply is read and dropped, and the connection stays up — unlike a client that must drop a
-connection whose reply it stopped reading. A lost connection fails every waiting call with
+connection whose reply it stopped reading. A server that stops answering without closing the
+connection would let those slots pile up: past ``max_in_flight`` unanswered calls the connection is
+reset (its calls fail, the next call reconnects), so the queue is bounded. A lost connection fails
+every waiting call with
 :class:`ConnectionError`; the next call reconnects, at most once per ``retry_after_s`` while Redis
 stays unreachable, so a degraded decide path does not pay a connection attempt per request.
 """
@@ -67,8 +70,16 @@ class PipelinedConnection:
     ``connect_timeout_s``.
     """
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 0.5, retry_after_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_s: float = 0.5,
+        retry_after_s: float = 0.1,
+        max_in_flight: int = 1024,
+    ) -> None:
         self.options = parse_url(url)
+        self.max_in_flight = max_in_flight
         self.connect_timeout_s = connect_timeout_s
         self.retry_after_s = retry_after_s
         self._protocol: _Protocol | None = None
@@ -81,6 +92,9 @@ class PipelinedConnection:
         protocol = self._protocol
         if protocol is None or protocol.transport is None or protocol.transport.is_closing():
             protocol = await self._connect()
+        if len(protocol.waiters) >= self.max_in_flight:  # the server stopped answering: reset
+            protocol.transport.close()  # type: ignore[union-attr]
+            raise ConnectionError(f"Redis left {len(protocol.waiters)} calls unanswered; connection reset")
         return await self._send(protocol, args)
 
     @staticmethod
