@@ -112,7 +112,7 @@ async def test_late_events_are_classified_late(ledger: RewardLedger) -> None:
 
 async def test_event_before_its_decision_waits_then_joins(ledger: RewardLedger) -> None:
     early = ev(ClickEvent, "e2")
-    assert await apply(ledger, early) == ["pending"]
+    assert await apply(ledger, early, early) == ["pending", "duplicate"]  # a client retry in the batch
     assert await ledger.experiments_with_pending() == ["x"]
     await ledger.record_decisions([decision("d1")], {"x": 3600})
     pending = await ledger.pending("x")
@@ -128,15 +128,19 @@ async def test_event_before_its_decision_waits_then_joins(ledger: RewardLedger) 
     assert await ledger.experiments_with_pending() == []
     counters = await ledger.counters("x")
     assert counters["waited:click"] == 1 and counters["applied:click"] == 1
+    assert counters["duplicate:click"] == 1
 
 
 async def test_event_without_decision_becomes_unmatched_after_grace(ledger: RewardLedger) -> None:
     orphan = ev(ImpressionEvent, "e1", did="ghost")
     assert await apply(ledger, orphan, now=NOW) == ["pending"]
-    assert await apply(ledger, orphan, now=NOW + timedelta(seconds=10)) == ["pending"]
+    # a second copy while the first waits (a client retry): a duplicate, counted, the first still waits
+    assert await apply(ledger, orphan, now=NOW + timedelta(seconds=10)) == ["duplicate"]
+    assert [k for k, _ in await ledger.pending("x")] == ["impression"]
     assert await apply(ledger, orphan, now=NOW + timedelta(seconds=31)) == ["unmatched"]
     assert await ledger.pending("x") == []
-    assert (await ledger.counters("x"))["waited:impression"] == 1  # once per event, not per retry
+    counters = await ledger.counters("x")
+    assert counters["waited:impression"] == 1 and counters["duplicate:impression"] == 1
 
 
 async def test_cleanup_beside_joins_never_drops_a_waiting_events_payload(ledger: RewardLedger) -> None:
@@ -197,3 +201,14 @@ async def test_reward_stream_cursor_is_exclusive(ledger: RewardLedger) -> None:
     first = await ledger.read_rewards("x", count=1)
     rest = await ledger.read_rewards("x", after=first[0].id)
     assert [e.reward.decision_id for e in first + rest] == ["d1", "d2"]
+
+
+async def test_a_copy_of_a_waiting_event_restores_a_payload_a_crash_lost(ledger: RewardLedger) -> None:
+    """The join marks an event waiting, then the worker writes its payload: a crash between the two
+    leaves a payload-less member. A replayed copy counts as a duplicate and writes the payload again."""
+    early = ev(ClickEvent, "e7")
+    assert await apply(ledger, early) == ["pending"]
+    await ledger.redis.delete(Keys().pending_payloads("x"))  # the lost write
+    assert await ledger.pending("x") == []
+    assert await apply(ledger, early) == ["duplicate"]  # the replay after the restart
+    assert [k for k, _ in await ledger.pending("x")] == ["click"]

@@ -10,7 +10,10 @@
 --
 -- Returns one status per event: applied | duplicate | repeat | late | pending | unmatched
 --   applied   first time this event_id is seen for this decision; rewards appended to the stream
---   duplicate this event_id was already applied (a replay or a client retry): nothing changes
+--   duplicate this event_id was already applied, or is already waiting for its decision (a replay
+--             or a client retry): nothing changes. Returned as duplicate_waiting in the second
+--             case, so that the caller writes its payload again (the same bytes: it restores a
+--             payload whose first write a crash lost); counted as duplicate:<type> either way
 --   repeat    a distinct event the decision already had (second click/impression): recorded, no reward
 --   late      more than the attribution window after the decision
 --   pending   the decision is not known yet; the event waits in the pending zset (its raw
@@ -37,6 +40,7 @@ for i = 1, #events do
   local member = kind .. '\n' .. event_id
   local f = redis.call('HMGET', d, 't', 'imp', 'e:' .. event_id, 'r')
   local status
+  local waiting_copy = false
   if not f[1] then
     local first = redis.call('ZSCORE', pending, member)
     if not first then
@@ -46,8 +50,11 @@ for i = 1, #events do
     elseif now_ms - tonumber(first) >= grace_ms then
       redis.call('ZREM', pending, member)
       status = 'unmatched'
-    else
+    elseif retry then
       status = 'pending'
+    else
+      status = 'duplicate'
+      waiting_copy = true
     end
   elseif f[3] then
     status = 'duplicate'
@@ -83,7 +90,7 @@ for i = 1, #events do
     local key = status .. ':' .. kind
     counts[key] = (counts[key] or 0) + 1
   end
-  out[i] = status
+  out[i] = waiting_copy and 'duplicate_waiting' or status
 end
 for key, n in pairs(counts) do redis.call('HINCRBY', ledger, key, n) end
 return out

@@ -180,11 +180,12 @@ class RewardLedger:
         ]
         result = await self._apply(keys=keys, args=args)
         outcomes = [r.decode() if isinstance(r, bytes) else str(r) for r in result]
-        waiting = {
+        waiting = {  # a copy of a waiting event writes the same payload again (apply_events.lua)
             f"{e.type}\n{e.event_id}": raw
             for (e, raw), o in zip(events, outcomes, strict=True)
-            if o == "pending"
+            if o in ("pending", "duplicate_waiting")
         }
+        outcomes = ["duplicate" if o == "duplicate_waiting" else o for o in outcomes]
         if waiting:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hset(self.keys.pending_payloads(experiment_id), mapping=waiting)
