@@ -20,6 +20,7 @@ import gc
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import uvloop
@@ -76,7 +77,9 @@ async def reads(url: str, n: int) -> None:
 
     for size in (1, 32):
         before = store.reads
-        await cpu_per(f"UserMemoryStore.read, a round of {size}", 1, (n // size) * size, lambda: rounds(size))  # noqa: B023
+        await cpu_per(
+            f"UserMemoryStore.read, a round of {size}", 1, (n // size) * size, partial(rounds, size)
+        )
         print(f"  ({(n // size) * size} reads of 20-record memories in {store.reads - before} round trips)")
     await store.aclose()
 

@@ -126,7 +126,11 @@ class EventProducer:
 
     async def send(self, logical_topic: str, key: str, value: bytes) -> asyncio.Future[object]:
         """Enqueue one record; the returned future resolves when the broker acknowledges it."""
-        producer = self._log or self._producer
+        return await self._enqueue(self._log or self._producer, logical_topic, key, value)
+
+    async def _enqueue(
+        self, producer: AIOKafkaProducer | None, logical_topic: str, key: str, value: bytes
+    ) -> asyncio.Future[object]:
         if producer is None:
             raise ProducerUnavailable("producer not started")
         fut = await producer.send(self.settings.topic(logical_topic), value=value, key=key.encode())
@@ -138,14 +142,8 @@ class EventProducer:
 
     async def send_many(self, records: Iterable[tuple[str, str, bytes]]) -> int:
         """Send records and wait until the broker has acknowledged all of them."""
-        if self._producer is None:
-            raise ProducerUnavailable("producer not started")
-        try:
-            futures: list[asyncio.Future[object]] = []
-            for t, k, v in records:
-                fut = await self._producer.send(self.settings.topic(t), value=v, key=k.encode())
-                fut.add_done_callback(self._count_failure)
-                futures.append(fut)
+        try:  # always the short-linger producer: its callers wait for the acknowledgement
+            futures = [await self._enqueue(self._producer, t, k, v) for t, k, v in records]
             await asyncio.wait_for(asyncio.gather(*futures), timeout=self.request_timeout_s + 5)
         except (KafkaError, TimeoutError) as exc:
             raise ProducerUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
