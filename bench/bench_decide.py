@@ -183,7 +183,7 @@ FILL = """
 import asyncio, sys, time
 import numpy as np
 from engine.allocators.actor_critic import ActorCriticConfig
-from engine.memory.model import make_records
+from engine.memory.model import RECORD_FORMAT, make_records
 from engine.memory.store import UserMemoryStore
 from engine.store.keys import Keys
 url, exp_id, users, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -193,7 +193,7 @@ keys = rng.standard_normal((n, width))
 keys /= np.linalg.norm(keys, axis=1, keepdims=True)
 recs = make_records(keys, rng.integers(0, 2, n), time.time() - np.sort(rng.uniform(0, 86400, n))[::-1])
 async def main():
-    prefix = Keys().prefix + ":{" + exp_id + "}:mem"  # as engine/runtime.py: memory_store
+    prefix = Keys().memory(exp_id, RECORD_FORMAT)  # as engine/runtime.py: memory_store
     store = UserMemoryStore(url, width + 2, prefix=prefix, timeout_s=1.0, write_timeout_s=30.0)
     for i in range(0, users, 500):
         assert await store.put_many({f"user-{u}": recs for u in range(i, min(i + 500, users))})

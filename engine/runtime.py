@@ -185,12 +185,13 @@ class Runtime:
         ``max_len`` are its allocator's record width and records kept per user."""
         store = self._memory_stores.get(experiment_id)
         if store is None or store.width != width or store.max_len != max_len:
+            from engine.memory.model import RECORD_FORMAT
             from engine.memory.store import UserMemoryStore
 
             store = UserMemoryStore(
                 self.redis_url,
                 width,
-                prefix=f"{self.keys.prefix}:{{{experiment_id}}}:mem",
+                prefix=self.keys.memory(experiment_id, RECORD_FORMAT),
                 max_len=max_len,
                 timeout_s=self.settings.memory_read_budget_ms / 1000.0,
             )

@@ -12,6 +12,7 @@ from engine.evaluation.datasets import LoggedBandit, load_obd
 from engine.evaluation.ope import IPS, SNIPS, DoublyRobust, fit_reward_model
 from engine.evaluation.replay import replay
 from engine.evaluation.simulator import HeterogeneousSimulator, SimulatorConfig
+from engine.memory.model import TIME_ORIGIN_S
 from engine.perception.schema import FeatureSchema
 
 
@@ -69,7 +70,8 @@ def test_simulator_oracle_has_zero_regret_and_uniform_does_not() -> None:
     class Oracle:
         def act_batch(self, S, users, now=0.0):
             u = np.array([int(x[4:]) for x in users])
-            t = np.arange(int(now), int(now) + len(u))
+            start = int(now - TIME_ORIGIN_S)  # the simulator's clock: position 0 at the memory's time origin
+            t = np.arange(start, start + len(u))
             er = sim.expected_reward(u, t)
             p = np.zeros_like(er)
             p[np.arange(len(u)), er.argmax(1)] = 1.0

@@ -10,41 +10,51 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.memory.model import (
+    TIME_ORIGIN_S,
     MemoryBank,
     MemoryView,
     attention_read,
     attention_read_batch,
     make_records,
     pad_memories,
+    record_time,
 )
 from engine.memory.store import UserMemoryStore
 
+#: a time where record times are exact to well under a second (a day after the origin)
+T0 = TIME_ORIGIN_S + 86_400.0
+
 
 def _recs(n: int, key: np.ndarray, reward: float, t0: float = 0.0) -> np.ndarray:
-    return make_records(np.repeat(key[None], n, 0), np.full(n, reward), t0 + np.arange(n, dtype=float))
+    """n records of one key at times T0 + t0, T0 + t0 + 1, ..."""
+    return make_records(np.repeat(key[None], n, 0), np.full(n, reward), T0 + t0 + np.arange(n, dtype=float))
+
+
+def _secs(memory: MemoryView) -> list[float]:
+    return (memory.times - T0).tolist()
 
 
 def test_bank_is_bounded_lru_and_time_filtered() -> None:
     bank = MemoryBank(width=4, max_len=3, max_keys=2)
     e = np.array([1.0, 0.0])
     bank.append("a", _recs(5, e, 1.0))
-    assert len(bank.get("a")) == 3 and bank.get("a").times.tolist() == [2.0, 3.0, 4.0]
-    assert len(bank.get("a").before(3.0)) == 1  # no peeking at later rewards
+    assert len(bank.get("a")) == 3 and _secs(bank.get("a")) == [2.0, 3.0, 4.0]
+    assert len(bank.get("a").before(T0 + 3.0)) == 1  # no peeking at later rewards
     bank.append("b", _recs(1, e, 0.0))
     bank.append("c", _recs(1, e, 0.0))
     assert bank.get("a") is None and len(bank) == 2  # oldest key evicted
     ttl = MemoryBank(width=4, ttl=10.0)
     ttl.append("u", _recs(1, e, 1.0))
-    assert ttl.get("u", now=5.0) is not None and ttl.get("u", now=50.0) is None
+    assert ttl.get("u", now=T0 + 5.0) is not None and ttl.get("u", now=T0 + 50.0) is None
 
 
 def test_attention_read_prefers_similar_variants_and_recent_records() -> None:
     e0, e1 = np.array([1.0, 0.0]), np.array([0.0, 1.0])
     mem = MemoryView(np.concatenate([_recs(10, e0, 1.0), _recs(10, e1, 0.0, t0=10.0)]))
-    m = attention_read(np.stack([e0, e1]), mem, now=20.0, beta=5.0, lam=0.0, r0=0.3)
+    m = attention_read(np.stack([e0, e1]), mem, now=T0 + 20.0, beta=5.0, lam=0.0, r0=0.3)
     assert m[0, 0] > 0.5 and m[1, 0] < -0.2  # v0 had rewards, v1 did not
     old = attention_read(
-        np.stack([e0]), MemoryView(_recs(10, e0, 1.0)), now=1000.0, beta=5.0, lam=0.1, r0=0.3
+        np.stack([e0]), MemoryView(_recs(10, e0, 1.0)), now=T0 + 1000.0, beta=5.0, lam=0.1, r0=0.3
     )
     assert abs(old[0, 0]) < 1e-3  # forgotten: reads the prior
     assert attention_read(np.stack([e0]), None, 0.0, 1.0, 0.0, 0.3).tolist() == [[0.0, 0.0]]
@@ -56,7 +66,7 @@ async def test_store_roundtrip_bounded_with_ttl(redis_url: str) -> None:
     assert await store.put_many({"u1": _recs(3, e, 1.0), "u2": _recs(7, e, 0.0)})
     got = await store.get_many(["u1", "u2", "nobody"])
     assert len(got["u1"]) == 3 and got["u1"].rewards.tolist() == [1.0, 1.0, 1.0]
-    assert len(got["u2"]) == 5 and got["u2"].times.tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert len(got["u2"]) == 5 and _secs(got["u2"]) == [2.0, 3.0, 4.0, 5.0, 6.0]
     assert got["nobody"] is None
     assert 0 < await store.client.ttl(store.key("u1")) <= 100
     assert store.degraded_reads == 0
@@ -118,12 +128,12 @@ def test_attention_reads_equal_the_maths_one_memory_and_batched(
     for n in lengths:
         keys = rng.normal(size=(n, 2))
         keys /= np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-9)
-        mems.append(MemoryView(make_records(keys, rng.random(n), rng.random(n) * 20)) if n else None)
-    want = np.stack([reference_read(cand, m, 20.0, beta, lam, r0=0.3) for m in mems])
-    one_at_a_time = np.stack([attention_read(cand, m, 20.0, beta, lam, r0=0.3) for m in mems])
+        mems.append(MemoryView(make_records(keys, rng.random(n), T0 + rng.random(n) * 20)) if n else None)
+    want = np.stack([reference_read(cand, m, T0 + 20.0, beta, lam, r0=0.3) for m in mems])
+    one_at_a_time = np.stack([attention_read(cand, m, T0 + 20.0, beta, lam, r0=0.3) for m in mems])
     np.testing.assert_allclose(one_at_a_time, want, rtol=1e-4, atol=1e-5)
     recs, mask = pad_memories(mems, 4, max([*lengths, 1]))
-    got = attention_read_batch(cand, recs, mask, 20.0, beta, lam, r0=0.3)
+    got = attention_read_batch(cand, recs, mask, T0 + 20.0, beta, lam, r0=0.3)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -234,16 +244,66 @@ async def test_store_appends_across_writes_and_keeps_the_newest(redis_url: str) 
         recs = _recs(start + 2, e, 1.0)[start:]
         assert await store.put_many({"w": recs})
     got = (await store.get_many(["w"]))["w"]
-    assert got is not None and got.times.tolist() == [3.0, 4.0, 5.0, 6.0, 7.0]
+    assert got is not None and _secs(got) == [3.0, 4.0, 5.0, 6.0, 7.0]
     await store.aclose()
 
 
-@pytest.mark.parametrize("as_type", [float, np.float64, np.float32])
+@pytest.mark.parametrize("as_type", [float, np.float64])
 def test_before_never_counts_a_decisions_own_record_as_earlier(as_type: type) -> None:
-    # record times are float32 (128 s apart at epoch seconds): compared in float64, an np.float64 time
-    # let the decision's own record into its "before" memory about half the time
+    # record times are float32 steps (2-8 s): compared unrounded, a decision's own record got into its
+    # "before" memory about half the time
     rng = np.random.default_rng(3)
     for t in 1.79e9 + rng.uniform(0, 1e7, 2000):
         mem = MemoryView(make_records(np.ones((3, 2)), np.ones(3), np.array([t - 600.0, t, t + 600.0])))
         earlier = mem.before(as_type(t))
-        assert len(earlier) == 1 and earlier.times[0] < np.float32(t)
+        assert len(earlier) == 1 and earlier.times[0] < t
+
+
+def test_record_times_keep_seconds_at_todays_epoch() -> None:
+    # stored as epoch seconds in float32, times 2026-12 were 128 s apart: ages of records a minute apart
+    # were equal, and the recency weight could not tell them apart
+    now = 1_796_000_000.0  # 2026-11-30
+    times = now - np.array([100.0, 80.0, 30.0, 10.0])
+    mem = MemoryView(make_records(np.ones((4, 2)), np.ones(4), times))
+    assert np.abs(mem.times - times).max() <= 1.0  # a float32 step is 2 s here (TIME_ORIGIN_S)
+    assert np.all(np.diff(record_time(times)) > 0)
+    assert np.float32(times[0]) == np.float32(times[1])  # what epoch-second float32 did
+    # the read weighs the newer of two records with different rewards more
+    e = np.array([[1.0, 0.0]])
+    old_good = make_records(np.ones((2, 2)) * [1.0, 0.0], np.array([1.0, 0.0]), now - np.array([100.0, 20.0]))
+    new_good = make_records(np.ones((2, 2)) * [1.0, 0.0], np.array([0.0, 1.0]), now - np.array([100.0, 20.0]))
+    lo = attention_read(e, MemoryView(old_good), now, beta=1.0, lam=0.01, r0=0.5)[0, 0]
+    hi = attention_read(e, MemoryView(new_good), now, beta=1.0, lam=0.01, r0=0.5)[0, 0]
+    assert hi - lo > 0.2
+
+
+def test_torch_twin_reads_like_numpy_at_todays_epoch_and_doctests() -> None:
+    # the serving read (numpy) and the learner's (torch) must see the same ages: both put now on the
+    # records' float32 grid (record_time)
+    import doctest
+
+    import torch
+
+    import engine.memory.model as model
+    from engine.memory.model import attention_read_torch
+
+    assert doctest.testmod(model).failed == 0
+    rng = np.random.default_rng(7)
+    now = 1_796_000_037.0
+    cand = rng.normal(size=(3, 2))
+    cand /= np.linalg.norm(cand, axis=1, keepdims=True)
+    keys = rng.normal(size=(2, 6, 2))
+    keys /= np.linalg.norm(keys, axis=-1, keepdims=True)
+    mems = [MemoryView(make_records(k, rng.random(6), now - rng.uniform(0, 300, 6))) for k in keys]
+    recs, mask = pad_memories(mems, 4, 6)
+    want = attention_read_batch(cand, recs, mask, now, 2.0, 0.02, r0=0.3)
+    got = attention_read_torch(
+        torch.from_numpy(cand.astype(np.float32))[None].expand(2, 3, 2),
+        torch.from_numpy(recs),
+        torch.from_numpy(mask),
+        torch.from_numpy(record_time(np.full(2, now))),
+        torch.tensor(2.0),
+        torch.tensor(0.02),
+        r0=0.3,
+    )
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-3, atol=1e-4)

@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from engine.config import Settings
+from engine.memory.model import RECORD_FORMAT, record_time
 from producers.kafka import EventProducer
 from tests.cluster import Cluster
 
@@ -335,6 +337,9 @@ def test_actor_critic_learns_from_the_stream_and_writes_user_memory(cluster: Clu
     body = wait_for(lambda: (s := status(wb.url, "ac-e2e"))["policy"]["version"] > 0 and s, timeout=60)
     assert body["policy"]["allocator"] == "actor_critic"
     client = redis.Redis.from_url(cluster.redis.url)
-    keys = wait_for(lambda: client.keys("abe:{ac-e2e}:mem:*"), timeout=30)
+    keys = wait_for(lambda: client.keys(f"abe:{{ac-e2e}}:mem{RECORD_FORMAT}:*"), timeout=30)
     assert {k.decode().rsplit(":", 1)[1] for k in keys} <= {f"user{i}" for i in range(8)}
     assert all(client.ttl(k) > 0 for k in keys)  # bounded in time
+    # each memory's newest record time is seconds since TIME_ORIGIN_S, within the test's run of now
+    newest = [float(np.frombuffer(client.get(k), np.float32)[-1]) for k in keys]
+    assert all(abs(t - float(record_time(time.time()))) < 600 for t in newest), newest

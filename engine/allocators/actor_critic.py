@@ -57,6 +57,7 @@ from engine.memory.model import (
     attention_read_torch,
     make_records,
     pad_memories,
+    record_time,
 )
 from engine.memory.provisional import PendingDecision
 from engine.memory.residual import ResidualMemory
@@ -475,7 +476,7 @@ class ActorCriticAllocator(PerceivingAllocator):
         B, K = len(users), len(self.variant_ids)
         if self.m:
             recs, mask = self._mem_tensors(users, t)
-            tt = torch.from_numpy(t.astype(np.float32))
+            tt = torch.from_numpy(record_time(t))
             beta = torch.nn.functional.softplus(self.net.p["mem_beta"])
             lam = torch.nn.functional.softplus(self.net.p["mem_lam"])
             M = attention_read_torch(E[None].expand(B, K, -1), recs, mask, tt, beta[0], lam[0], self.r0)

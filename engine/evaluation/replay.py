@@ -14,6 +14,14 @@ from typing import Protocol
 import numpy as np
 
 from engine.evaluation.datasets import LoggedBandit
+from engine.memory.model import TIME_ORIGIN_S
+
+
+def clock(position: float | np.ndarray) -> float | np.ndarray:
+    """A stream position as the epoch time a policy sees (one position a second from the memory's time
+    origin): memory records hold these times exactly, where positions taken as seconds since 1970 would be
+    rounded to 128 s (:data:`engine.memory.model.TIME_ORIGIN_S`)."""
+    return TIME_ORIGIN_S + position
 
 
 def full_states(policy: object, X: np.ndarray, users: list[str], now: float | np.ndarray) -> np.ndarray:
@@ -67,8 +75,8 @@ def replay(
             t_swap, perm = arm_permutation_after
             logged = np.where(pos >= t_swap, perm[logged], logged)
         users = [f"u{i}" for i in idx]
-        S = full_states(policy, data.X[idx], users, float(lo))
-        probs = policy.act_batch(S, users, now=float(lo))
+        S = full_states(policy, data.X[idx], users, clock(lo))
+        probs = policy.act_batch(S, users, now=clock(lo))
         cum = probs.cumsum(axis=1)
         choice = (rng.random((len(idx), 1)) < cum).argmax(axis=1)
         m = choice == logged
@@ -84,7 +92,7 @@ def replay(
             r,
             probs[m, choice[m]],
             [u for u, k in zip(users, m, strict=True) if k],
-            pos[m].astype(float),
+            clock(pos[m].astype(float)),
         )
 
     def cat(xs: list[np.ndarray], dt: type) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from engine.evaluation.datasets import LoggedBandit
 from engine.evaluation.ope import ESTIMATORS, fit_reward_model
 from engine.evaluation.policies import POLICY_NAMES, make_policy
-from engine.evaluation.replay import full_states, replay
+from engine.evaluation.replay import clock, full_states, replay
 from engine.evaluation.simulator import HeterogeneousSimulator, SimulatorConfig
 
 #: drift scenario: from half-way, logged "Mens" events are relabelled "Womens" and vice versa
@@ -110,7 +110,7 @@ def _ope_run(name: str, seed: int, data: LoggedBandit, emb, bern: bool, block: i
     replay(pol, data, train, np.random.default_rng(seed + 2000), block=block)
     td = data.subset(test)
     users = [f"t{i}" for i in test]
-    target = np.asarray(pol.act_batch(full_states(pol, td.X, users, float("inf")), users, now=float(cut)))  # type: ignore[attr-defined]
+    target = np.asarray(pol.act_batch(full_states(pol, td.X, users, float("inf")), users, now=clock(cut)))  # type: ignore[attr-defined]
     q = fit_reward_model(data.X[train], data.actions[train], data.rewards[train], len(data.arms))(td.X)
     ope = {}
     for est in ESTIMATORS:

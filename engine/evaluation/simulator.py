@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.evaluation.replay import full_states
+from engine.evaluation.replay import clock, full_states
 from engine.perception.encoders import PortraitEncoder
 from engine.perception.schema import FeatureSchema
 
@@ -158,8 +158,8 @@ class HeterogeneousSimulator:
             t = np.arange(lo, min(T, lo + cfg.block))
             users = self.arrivals[t]
             names = [f"user{u}" for u in users]
-            S = full_states(policy, self.X[users], names, float(lo))
-            probs = policy.act_batch(S, names, now=float(lo))
+            S = full_states(policy, self.X[users], names, clock(lo))
+            probs = policy.act_batch(S, names, now=clock(lo))
             a = (rng.random((len(t), 1)) < probs.cumsum(axis=1)).argmax(axis=1)
             er = self.expected_reward(users, t)
             regret[t] = er.max(axis=1) - er[np.arange(len(t)), a]
@@ -171,7 +171,7 @@ class HeterogeneousSimulator:
             prop = probs[np.arange(len(t)), a]
             if provisional:  # learn now with the estimated conversion value of a click
                 est = click * policy.conv_per_click[policy._slot_idx[a]]
-                policy.learn_batch(S, a, click + w * est, prop, names, t.astype(float))
+                policy.learn_batch(S, a, click + w * est, prop, names, clock(t.astype(float)))
             state = {
                 k: np.concatenate([state[k], v])
                 for k, v in zip(
@@ -191,7 +191,7 @@ class HeterogeneousSimulator:
                 conv_counted = f["cv"] * (f["ct"] <= f["t"] + cfg.window)
                 r_final = f["c"] + w * conv_counted
                 fnames = [f"user{u}" for u in f["u"]]
-                fS = full_states(policy, self.X[f["u"]], fnames, f["t"].astype(float))
+                fS = full_states(policy, self.X[f["u"]], fnames, clock(f["t"].astype(float)))
                 if provisional:
                     policy.learn_conversions(policy._slot_idx[f["a"]], f["c"], conv_counted)
                     est = f["c"] * 0  # the provisional credit already given for these decisions
@@ -204,10 +204,10 @@ class HeterogeneousSimulator:
                             r_final[changed],
                             f["p"][changed],
                             [n for n, k in zip(fnames, changed, strict=True) if k],
-                            f["t"][changed].astype(float),
+                            clock(f["t"][changed].astype(float)),
                         )
                     del est
                 else:
-                    policy.learn_batch(fS, f["a"], r_final, f["p"], fnames, f["t"].astype(float))
+                    policy.learn_batch(fS, f["a"], r_final, f["p"], fnames, clock(f["t"].astype(float)))
                 state = {k: v[~final] for k, v in state.items()}
         return SimResult(arms, rewards, regret)

@@ -1,8 +1,9 @@
 """The memory of rewarded interactions and the attention read over it (pure: no I/O).
 
 A record is one rewarded decision: ``[e_v (k floats), reward, time]`` where ``e_v`` is the chosen variant's
-projected text embedding. A memory keeps the last ``N`` records. Reading it for a candidate variant ``v`` is
-attention over the records (keys = variant embeddings, values = rewards):
+projected text embedding and ``time`` is float32 seconds since :data:`TIME_ORIGIN_S` (:func:`record_time`).
+A memory keeps the last ``N`` records. Reading it for a candidate variant ``v`` is attention over the
+records (keys = variant embeddings, values = rewards):
 
     w_i = exp(beta * (cos(e_v, e_i) - 1) - lam * age_i)
     read(v) = (sum_i w_i r_i + w_0 r_0) / (sum_i w_i + w_0)
@@ -19,6 +20,25 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+#: Record times are float32 seconds since this origin (2026-01-01T00:00:00Z), not since the Unix epoch:
+#: float32 has a 24-bit significand, so epoch seconds (~1.8e9) step by 128 s, which quantised every age
+#: the attention's recency weight sees to 128 s (a weight of 0.73 a step at the initial ``lam``). From
+#: this origin a step is 2 s until 2027-01-24, 4 s until 2028-02-16 and 8 s until 2030-04-03 (2^25,
+#: 2^26, 2^27 s after it). Moving it is a new :data:`RECORD_FORMAT`.
+TIME_ORIGIN_S = 1_767_225_600.0
+#: Layout of a stored record (in the Redis key, :meth:`engine.store.keys.Keys.memory`, so memories of
+#: another layout are never read): 1 = epoch-second times, 2 = times since :data:`TIME_ORIGIN_S`.
+RECORD_FORMAT = 2
+
+
+def record_time(t: float | np.ndarray) -> np.ndarray:
+    """Epoch seconds -> a record's time (float32 seconds since :data:`TIME_ORIGIN_S`).
+
+    >>> float(record_time(TIME_ORIGIN_S + 90.5))
+    90.5
+    """
+    return (np.asarray(t, np.float64) - TIME_ORIGIN_S).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,29 +64,31 @@ class MemoryView:
 
     @property
     def times(self) -> np.ndarray:
-        return self.records[:, -1]
+        """Record times in epoch seconds (float64; stored to a float32 step, :data:`TIME_ORIGIN_S`)."""
+        return self.records[:, -1].astype(np.float64) + TIME_ORIGIN_S
 
     def before(self, t: float) -> MemoryView:
-        """The memory as it was at time ``t`` (records strictly earlier): no peeking at later rewards.
+        """The memory as it was at epoch time ``t`` (records strictly earlier): no peeking at later rewards.
 
-        Times are float32 (128 s apart at today's epoch seconds), so ``t`` is rounded the same way before
-        comparing: a decision's own record never counts as earlier than it. Compared in float64, an
-        ``np.float64`` time let it in about half the time (a Python float is already compared in
-        float32 by numpy's promotion rules); the price is that records less than one float32 step
-        before ``t`` are left out too.
+        ``t`` is rounded to a record's time (:func:`record_time`) before comparing, so a decision's own
+        record never counts as earlier than it (compared unrounded, it got in about half the time); the
+        price is that records less than one float32 step (2-8 s, :data:`TIME_ORIGIN_S`) before ``t`` are
+        left out too.
         """
-        t32 = np.float32(t)
-        if len(self) == 0 or self.times[-1] < t32:
+        t32 = record_time(t)
+        stored = self.records[:, -1]
+        if len(self) == 0 or stored[-1] < t32:
             return self
-        return MemoryView(self.records[self.times < t32])
+        return MemoryView(self.records[stored < t32])
 
 
 def make_records(keys: np.ndarray, rewards: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Records (n, k + 2) from variant keys (n, k), rewards (n,) and epoch-second times (n,)."""
     return np.concatenate(
         [
             np.asarray(keys, np.float32),
             np.asarray(rewards, np.float32)[:, None],
-            np.asarray(times, np.float32)[:, None],
+            record_time(times)[:, None],
         ],
         axis=1,
     )
@@ -95,7 +117,8 @@ class MemoryBank:
         rec = self._data.get(key)
         if rec is None:
             return None
-        if self.ttl is not None and now is not None and rec.shape[0] and now - rec[-1, -1] > self.ttl:
+        ttl_applies = self.ttl is not None and now is not None and rec.shape[0] > 0
+        if ttl_applies and record_time(now) - rec[-1, -1] > self.ttl:
             del self._data[key]
             return None
         return MemoryView(rec)
@@ -127,7 +150,8 @@ def attention_read(
     r0: float,
     w0: float = 1.0,
 ) -> np.ndarray:
-    """Read one memory for candidate keys ``cand`` (K, k): returns (K, 2) ``[read(v) - r0, log1p(mass) / 5]``.
+    """Read one memory for candidate keys ``cand`` (K, k) at epoch time ``now``: returns (K, 2)
+    ``[read(v) - r0, log1p(mass) / 5]``.
 
     Each record i weighs ``w_i = exp(beta (cos(v, k_i) - 1) - lam age_i)``; the read is the weighted mean
     of the records' rewards shrunk towards the prior ``r0`` with weight ``w0``. One memory is a batch of
@@ -152,10 +176,11 @@ def attention_read_batch(
     (B, N, k+2), mask (B, N) or None when every record is real -> (B, K, 2). Several decisions served
     together pay numpy's per-call cost once instead of once each; an all-masked row reads like an empty
     memory (zeros)."""
-    keys, r, t = recs[..., :-2], recs[..., -2], recs[..., -1]
+    keys, r, t = recs[..., :-2], recs[..., -2], recs[..., -1]  # t: record times (:func:`record_time`)
     # batched matmuls, not einsum: the same sums at a third of the cost for a round of 32 (PERFORMANCE.md)
     cos = np.matmul(cand, keys.transpose(0, 2, 1))  # (B, K, N)
-    age = np.maximum(now - t, 0.0)[:, None, :]
+    # now on the records' grid, as the learner's torch twin sees it: serving and learning read the same ages
+    age = np.maximum(record_time(now) - t, 0.0)[:, None, :]
     w = np.exp(beta * (cos - 1.0) - lam * age)
     if mask is not None:
         w *= mask[:, None, :]
@@ -193,7 +218,8 @@ def attention_read_torch(
     r0: float,
     w0: float = 1.0,
 ) -> torch.Tensor:
-    """Torch twin of :func:`attention_read`, batched: cand (B, K, k), recs (B, N, k+2) -> (B, K, 2)."""
+    """Torch twin of :func:`attention_read`, batched: cand (B, K, k), recs (B, N, k+2) -> (B, K, 2); ``now``
+    (B,) is in record time (:func:`record_time`), not epoch seconds (float32 would round those to 128 s)."""
     keys, r, t = recs[..., :-2], recs[..., -2], recs[..., -1]
     cos = torch.einsum("bkd,bnd->bkn", cand, keys)
     age = torch.clamp(now[:, None] - t, min=0.0)[:, None, :]

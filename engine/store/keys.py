@@ -47,3 +47,9 @@ class Keys:
 
     def policy(self, experiment_id: str) -> str:
         return f"{self.prefix}:{{{experiment_id}}}:policy"
+
+    def memory(self, experiment_id: str, record_format: int) -> str:
+        """Prefix of the experiment's per-user memories (``<this>:<user>``). ``record_format`` is the
+        record layout's number (:data:`engine.memory.model.RECORD_FORMAT`): memories of another layout
+        live under another prefix, never read, and expire after their TTL."""
+        return f"{self.prefix}:{{{experiment_id}}}:mem{record_format}"
