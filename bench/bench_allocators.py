@@ -42,10 +42,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--decisions", type=int, default=5000)
     ap.add_argument("--variants", type=int, default=10)
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads, as a worker's ABENGINE_TORCH_THREADS (default 1, the worker's default)",
+    )
     args = ap.parse_args()
     import torch
 
-    torch.set_num_threads(1)  # tiny matrices: one thread avoids contention on a 2-core machine
+    torch.set_num_threads(args.torch_threads)
     from engine.allocators.actor_critic import ActorCriticAllocator, ActorCriticConfig
     from engine.memory.model import MemoryView, make_records
     from engine.perception.schema import FeatureSchema
@@ -118,7 +124,7 @@ def main() -> None:
         )
         S = np.stack([learner.state(c, None) for c in ctxs[:2048]])
         users = [c.user_id for c in ctxs[:2048]]
-        n_total, t0 = 0, time.perf_counter()
+        n_total, t0, cpu0 = 0, time.perf_counter(), time.process_time()
         for rep in range(3):
             a = rng.integers(K, size=len(S))
             learner.learn_batch(
@@ -131,7 +137,11 @@ def main() -> None:
             )
             n_total += len(S)
         results[mb] = n_total / (time.perf_counter() - t0)
-        print(f"actor-critic learner (mini-batch {mb}, with memory): {results[mb]:,.0f} transitions/s")
+        cpu_us = (time.process_time() - cpu0) / n_total * 1e6
+        print(
+            f"actor-critic learner (mini-batch {mb}, with memory, {torch.get_num_threads()} torch threads): "
+            f"{results[mb]:,.0f} transitions/s, {cpu_us:.0f} us CPU per transition (all threads)"
+        )
 
     # --- Vowpal Wabbit cb_explore_adf
     try:

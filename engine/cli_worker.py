@@ -31,6 +31,16 @@ def worker_cmd(http_port: int | None, http_host: str | None, log_level: str | No
     run_worker(settings)
 
 
+def share_cores_with_learning(settings: Settings) -> None:
+    """Learning runs in threads beside the serving loop (engine/learner.py): bound how long a thread holds
+    the interpreter lock, and keep torch's intra-op pool from spinning on the loop's cores."""
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000.0)
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+
+
 def run_worker(settings: Settings) -> None:
     import asyncio
 
@@ -42,8 +52,7 @@ def run_worker(settings: Settings) -> None:
     from producers.kafka import ensure_topics
 
     logging.basicConfig(level=settings.log_level.upper())
-    # learning runs in threads beside the serving loop (engine/learner.py): bound their turns
-    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000.0)
+    share_cores_with_learning(settings)
     uvloop.install()
     with services(settings) as ep:
         # before faust starts: a broker that auto-creates topics on first use would

@@ -160,6 +160,15 @@ class Settings(BaseSettings):
         "(`sys.setswitchinterval`; Python's default is 5 ms): learning runs in a thread beside the "
         "event loop that serves decisions, and this bounds how long the loop waits for it.",
     )
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        validation_alias=_env("ABENGINE_TORCH_THREADS"),
+        description="Threads of torch's intra-op pool in a worker (`torch.set_num_threads`); 0 keeps torch's "
+        "default (one per core). Learning steps are small matrices: on 2 cores, 2 threads learned no faster "
+        "and used twice the CPU, taken from the serving loop (docs/PERFORMANCE.md).",
+    )
     attribution_window_s: float = Field(
         86400.0,
         validation_alias=_env("ABENGINE_ATTRIBUTION_WINDOW_S"),
