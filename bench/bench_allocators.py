@@ -76,7 +76,8 @@ def main() -> None:
         variant_embeddings=dict(zip(vids, _unit(rng, K), strict=True)),
     )
     E = ac.variants.matrix(vids)
-    mem = MemoryView(make_records(E[rng.integers(K, size=32)], rng.random(32), np.arange(32.0)))
+    now = time.time()  # records of the last half minute, so recency weighs them as in production
+    mem = MemoryView(make_records(E[rng.integers(K, size=32)], rng.random(32), now - np.arange(32.0)[::-1]))
     ctxs = [
         DecisionContext(
             "exp",
@@ -100,11 +101,11 @@ def main() -> None:
     )
     assert ac.residuals is not None and len(ac.residuals) == ac.config.residual_memory_len
     for c in ctxs[:200]:
-        ac.choose(c, memory=mem, now=40.0)
+        ac.choose(c, memory=mem, now=now)
     lat = np.empty(len(ctxs))
     for i, c in enumerate(ctxs):
         t0 = time.perf_counter_ns()
-        ac.choose(c, memory=mem, now=40.0)
+        ac.choose(c, memory=mem, now=now)
         lat[i] = (time.perf_counter_ns() - t0) / 1e3
     print(
         f"actor-critic hot path ({K} variants, memory given, context cached): "
