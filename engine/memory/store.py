@@ -22,7 +22,7 @@ from importlib import resources
 
 import numpy as np
 
-from engine.memory.model import MemoryView
+from engine.memory.model import RECORD_FORMAT, MemoryView
 from engine.store.pipelined import PipelinedConnection
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class UserMemoryStore:
         url: str,
         width: int,
         *,
-        prefix: str = "abengine:mem",
+        prefix: str = f"abengine:mem{RECORD_FORMAT}",  # the runtime passes Keys.memory(...)
         max_len: int = 32,
         ttl_s: int = 30 * 86400,
         timeout_s: float = 0.005,
