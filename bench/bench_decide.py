@@ -17,6 +17,10 @@ decision within the run — a serving worker's production load, which the rows b
 Then (``--split``, on by default) the same allocators on a decide-only worker
 (``ABENGINE_INGEST_ENABLED=0``) on core 0, with an ingesting worker on core 1 beside the
 generator: the deployment in which serving does not also ingest its own decision log.
+Then (``--colocated``, on by default) serving and learning on one core: a decide-only worker and,
+pinned to the same core 0, an ingesting worker at idle CPU priority (``ABENGINE_CPU_SCHEDULING=idle``)
+that learns every decision's events from the reward echo on the time serving leaves it; its rows
+also say what that learning worker did meanwhile (CPU, events joined, consumer lag at the end).
 Each open-loop row also gives both cores' busy share over its window, and each engine row what
 the worker went through meanwhile (its own metrics, differences over the window): event-loop lag
 samples over 2 and 5 ms, decisions served without memory, full garbage collections, consumer lag,
@@ -136,14 +140,21 @@ def core_busy(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, in
 
 
 async def measure(
-    name: str, url: str, rates: list[int], seconds: float, engine: str | None = None
+    name: str,
+    url: str,
+    rates: list[int],
+    seconds: float,
+    engine: str | None = None,
+    learner: str | None = None,
 ) -> list[dict]:
     """Open loop at each rate, then closed loop; with ``engine``, each open-loop row also says what
-    stalled the worker's loop during it (:func:`stalls`, differences over the window)."""
+    stalled the worker's loop during it (:func:`stalls`, differences over the window); with ``learner``
+    (a second worker that ingests and learns for ``engine``), what that worker did meanwhile."""
     rows = []
     await closed_loop(url, body, 1.0, 16)  # warm up
     for rate in rates:
         before = stalls(engine) if engine else None
+        learner_before = stalls(learner) if learner else None
         t0, cores0 = time.monotonic(), core_times()
         r = await open_loop(url, body, rate, seconds)
         row = {"target": name, "mode": "open", **r.row(), "core_busy": core_busy(cores0, core_times())}
@@ -159,6 +170,13 @@ async def measure(
                 "worker_cpu": round((after.cpu_s - before.cpu_s) / (time.monotonic() - t0), 2),
                 "events_joined": after.events_joined - before.events_joined,
                 **in_process_quantiles(before.decide_le, after.decide_le),
+            }
+        if learner and learner_before is not None:
+            done = stalls(learner)
+            row["learner"] = {
+                "worker_cpu": round((done.cpu_s - learner_before.cpu_s) / (time.monotonic() - t0), 2),
+                "events_joined": done.events_joined - learner_before.events_joined,
+                "consumer_lag_end": done.consumer_lag,
             }
         rows.append(row)
     for c in (32, 1):
@@ -292,6 +310,18 @@ def main() -> None:
         help="also measure a decide-only worker beside an ingesting one",
     )
     ap.add_argument(
+        "--colocated",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure a decide-only worker with a learning worker at idle CPU priority on its core",
+    )
+    ap.add_argument(
+        "--learner-scheduling",
+        choices=["idle", "normal"],
+        default="idle",
+        help="CPU scheduling of the --colocated learning worker (normal: to measure what idle buys)",
+    )
+    ap.add_argument(
         "--learning",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -332,6 +362,7 @@ def main() -> None:
                     wait_http(url.replace("/decide", "/"))
                 own = engine if "abengine" in name else None
                 rows += run(measure(name, url, rates, args.seconds, own))
+            echo_cmd = [py, str(ROOT / "bench" / "reward_echo.py"), kafka.bootstrap_servers]
             if args.learning:
                 # the same worker while it learns: every decision of these experiments is shown (an
                 # impression) and a tenth clicked (bench/reward_echo.py, on core 1), and their 2 s
@@ -345,33 +376,33 @@ def main() -> None:
                     attribution_window_s=LEARNING_WINDOW_S,
                 )
                 ids = ",".join(url.rsplit("/", 2)[-2] for _, url in learn)
-                echo_cmd = [py, str(ROOT / "bench" / "reward_echo.py"), kafka.bootstrap_servers]
                 echo = pinned([*echo_cmd, "--experiments", ids], 1, env, tmp / "reward-echo.log")
                 procs.append(echo)
                 for name, url in learn:
                     rows += run(measure(name, url, rates, args.seconds, engine))
                 stop([echo])
             sums = metric_sums(engine)
+            stop([worker])
+            worker_cmd = [py, "-m", "engine.cli", "worker"]
+            decide_only = {"ABENGINE_INGEST_ENABLED": "0"}
             if args.split:
-                stop([worker])
                 # an ingesting worker beside the generator on core 1, a decide-only one on core 0
                 ingest_port, serve_port = free_port(), free_port()
-                procs.append(
+                pair = [
                     pinned(
-                        [py, "-m", "engine.cli", "worker"],
+                        worker_cmd,
                         1,
                         {**env, "ABENGINE_HTTP_PORT": str(ingest_port)},
                         tmp / "worker-ingest.log",
-                    )
-                )
-                procs.append(
+                    ),
                     pinned(
-                        [py, "-m", "engine.cli", "worker"],
+                        worker_cmd,
                         0,
-                        {**env, "ABENGINE_HTTP_PORT": str(serve_port), "ABENGINE_INGEST_ENABLED": "0"},
+                        {**env, "ABENGINE_HTTP_PORT": str(serve_port), **decide_only},
                         tmp / "worker-serve.log",
-                    )
-                )
+                    ),
+                ]
+                procs += pair
                 serve = f"http://127.0.0.1:{serve_port}"
                 wait_warm(f"http://127.0.0.1:{ingest_port}")
                 wait_warm(serve)
@@ -379,6 +410,51 @@ def main() -> None:
                     serve, args.allocators.split(","), "abengine decide-only", "split", redis.url
                 ):
                     rows += run(measure(name, url, rates, args.seconds, serve))
+                for key, value in metric_sums(serve).items():
+                    sums[key] += value
+                stop(pair)
+            if args.colocated:
+                # one core, serving and learning: one worker with ABENGINE_LEARN_IN=idle-process on core 0
+                # serves decide-only and learns (every decision's events, from the reward echo) in its second
+                # process at idle CPU priority, on the time serving leaves; `--learner-scheduling normal`
+                # starts the same pair by hand with the learning process at normal priority, to compare
+                learn_port, serve_port = free_port(), free_port()
+                serve, learner = f"http://127.0.0.1:{serve_port}", f"http://127.0.0.1:{learn_port}"
+                ports = {"ABENGINE_HTTP_PORT": str(serve_port), "ABENGINE_LEARNER_HTTP_PORT": str(learn_port)}
+                if args.learner_scheduling == "idle":
+                    pair = [
+                        pinned(
+                            worker_cmd,
+                            0,
+                            {**env, **ports, "ABENGINE_LEARN_IN": "idle-process"},
+                            tmp / "worker-colocated.log",
+                        )
+                    ]
+                else:
+                    learn_env = {**env, "ABENGINE_HTTP_PORT": str(learn_port)}
+                    pair = [
+                        pinned(worker_cmd, 0, learn_env, tmp / "worker-learn-normal.log"),
+                        pinned(
+                            worker_cmd, 0, {**env, **ports, **decide_only}, tmp / "worker-serve-colocated.log"
+                        ),
+                    ]
+                procs += pair
+                wait_warm(learner)
+                wait_warm(serve)
+                learn = experiments(
+                    serve,
+                    args.allocators.split(","),
+                    f"abengine serving + {args.learner_scheduling} learner",
+                    "colocated",
+                    redis.url,
+                    attribution_window_s=LEARNING_WINDOW_S,
+                )
+                ids = ",".join(url.rsplit("/", 2)[-2] for _, url in learn)
+                echo = pinned([*echo_cmd, "--experiments", ids], 1, env, tmp / "reward-echo-colocated.log")
+                procs.append(echo)
+                for name, url in learn:
+                    rows += run(measure(name, url, rates, args.seconds, serve, learner))
+                stop([echo])
                 for key, value in metric_sums(serve).items():
                     sums[key] += value
         finally:
@@ -392,7 +468,7 @@ def main() -> None:
             f"{r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>6}"
             + "".join(
                 f"  {part}: " + " ".join(f"{k}={v}" for k, v in r[part].items())
-                for part in ("core_busy", "stalls")
+                for part in ("core_busy", "stalls", "learner")
                 if part in r
             )
         )

@@ -160,6 +160,29 @@ class Settings(BaseSettings):
         "(`sys.setswitchinterval`; Python's default is 5 ms): learning runs in a thread beside the "
         "event loop that serves decisions, and this bounds how long the loop waits for it.",
     )
+    learn_in: Literal["serving-process", "idle-process"] = Field(
+        "serving-process",
+        validation_alias=_env("ABENGINE_LEARN_IN"),
+        description="Where an ingesting worker ingests and learns. `serving-process`: in threads beside the "
+        "loop that serves decisions. `idle-process`: in a second process that the worker starts at idle CPU "
+        "priority (`ABENGINE_CPU_SCHEDULING=idle`, HTTP on `ABENGINE_LEARNER_HTTP_PORT`); the first process "
+        "then serves only, and learning takes the time serving leaves instead of its latency "
+        '(docs/PERFORMANCE.md, "Learning at idle priority"). The two stop together.',
+    )
+    learner_http_port: int = Field(
+        8081,
+        validation_alias=_env("ABENGINE_LEARNER_HTTP_PORT"),
+        description="Port of the idle learning process's HTTP API (its /metrics and probes) with "
+        "`ABENGINE_LEARN_IN=idle-process`.",
+    )
+    cpu_scheduling: Literal["normal", "idle"] = Field(
+        "normal",
+        validation_alias=_env("ABENGINE_CPU_SCHEDULING"),
+        description="The worker's CPU scheduling class (Linux). `idle` (SCHED_IDLE): the worker runs only on "
+        "time that no normal process wants, and a serving process that wakes takes the core from it at once "
+        "- for an ingesting, learning worker that shares its cores with decide-only workers, so that "
+        'learning never delays a decision (docs/PERFORMANCE.md, "Learning at idle priority").',
+    )
     torch_threads: int = Field(
         1,
         ge=0,
