@@ -67,7 +67,7 @@ class PreparedEvents:
     bad: list[DeadLetter] = field(default_factory=list)
     consumed: Counter[str] = field(default_factory=Counter)
     unknown: int = 0  # events of experiments that do not exist (dead-lettered as unmatched)
-    packed: dict[str, bytes] = field(default_factory=dict)  # experiment -> the join script's events argument
+    packed: dict[str, list[bytes]] = field(default_factory=dict)  # experiment -> join script arguments
 
     @property
     def learn_targets(self) -> dict[str, int]:

@@ -208,6 +208,16 @@ class Settings(BaseSettings):
         validation_alias=_env("ABENGINE_SNAPSHOT_INTERVAL_S"),
         description="Most often the learner publishes a policy snapshot.",
     )
+    redis_script_items: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        validation_alias=_env("ABENGINE_REDIS_SCRIPT_ITEMS"),
+        description="Most items (decisions, events, users' memories) one Redis script handles; a larger "
+        "batch runs as several scripts, one after another. Redis runs nothing else while a script runs, "
+        "and a script over a 500-event batch (10-13 µs of Redis CPU per item) held the decide path's "
+        "memory reads past their budget; 64 keeps each under ~1 ms (docs/PERFORMANCE.md).",
+    )
     policy_refresh_s: float = Field(
         0.5,
         validation_alias=_env("ABENGINE_POLICY_REFRESH_S"),

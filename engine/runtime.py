@@ -67,6 +67,7 @@ class Runtime:
             self.keys,
             stream_maxlen=settings.reward_stream_maxlen,
             grace_s=settings.unmatched_grace_s,
+            script_items=settings.redis_script_items,
         )
         self.serving = ServingState(self.experiments, self.policies, self.sensor)
         self.learners = LearnerPool(
@@ -194,6 +195,7 @@ class Runtime:
                 prefix=self.keys.memory(experiment_id, RECORD_FORMAT),
                 max_len=max_len,
                 timeout_s=self.settings.memory_read_budget_ms / 1000.0,
+                script_items=self.settings.redis_script_items,
             )
             self._memory_stores[experiment_id] = store
         return store

@@ -751,11 +751,15 @@ def test_service_targets_the_engine_http_port() -> None:
     pod_labels = k8s_one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     ports = {p["name"]: p["containerPort"] for p in engine_container()["ports"]}
-    (svc_port,) = service["spec"]["ports"]
-    target = svc_port["targetPort"]
+    svc_ports = {p["name"]: p for p in service["spec"]["ports"]}
+    target = svc_ports["http"]["targetPort"]
     container_port = ports[target] if isinstance(target, str) else target
     assert container_port in ports.values()
     assert container_port == settings_http_port() == int(configmap_data()["ABENGINE_HTTP_PORT"])
+    # the idle learning process's port, where its metrics are scraped, is the one the ConfigMap sets
+    config = Settings(**configmap_data())
+    if config.learn_in == "idle-process":
+        assert ports[svc_ports["learner"]["targetPort"]] == config.learner_http_port
 
 
 def test_engine_probes_hit_the_api_paths() -> None:

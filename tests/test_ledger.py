@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -212,3 +213,46 @@ async def test_a_copy_of_a_waiting_event_restores_a_payload_a_crash_lost(ledger:
     assert await ledger.pending("x") == []
     assert await apply(ledger, early) == ["duplicate"]  # the replay after the restart
     assert [k for k, _ in await ledger.pending("x")] == ["click"]
+
+
+def count_script_calls(ledger: RewardLedger) -> dict[str, int]:
+    calls = {"record": 0, "apply": 0}
+    for name in calls:
+        script = getattr(ledger, f"_{name}")
+
+        async def counted(*args: object, _script: Any = script, _name: str = name, **kw: object) -> object:
+            calls[_name] += 1
+            return await _script(*args, **kw)
+
+        setattr(ledger, f"_{name}", counted)
+    return calls
+
+
+async def test_batches_run_as_short_scripts_with_the_outcomes_of_one(redis_url: str) -> None:
+    """A batch over ``script_items`` runs as several scripts in turn (Redis serves reads between them):
+    the outcomes, stream and counters are those of one script over the whole batch — duplicates and
+    waiting events across script boundaries included."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        results = []
+        for items, prefix in ((3, "short"), (1000, "whole")):
+            ledger = RewardLedger(
+                client, Keys(prefix=prefix), stream_maxlen=10_000, grace_s=30.0, script_items=items
+            )
+            calls = count_script_calls(ledger)
+            await ledger.record_decisions([decision(f"d{i}") for i in range(7)], {"x": 3600})
+            batch = [ev(ImpressionEvent, f"i{i}", f"d{i}") for i in range(7)]
+            batch += [ev(ClickEvent, "c1", "d1"), ev(ClickEvent, "c9", "d9"), ev(ClickEvent, "c1", "d1")]
+            batch += [ev(ClickEvent, "c9", "d9"), ev(ImpressionEvent, "i3", "d3"), ev(ClickEvent, "c2", "d1")]
+            outcomes = await apply(ledger, *batch)
+            stream = [(e.reward.decision_id, e.reward.kind) for e in await ledger.read_rewards("x")]
+            assert calls == ({"record": 3, "apply": 5} if items == 3 else {"record": 1, "apply": 1})
+            results.append(
+                (outcomes, stream, await ledger.counters("x"), [k for k, _ in await ledger.pending("x")])
+            )
+        assert results[0] == results[1]
+        outcomes, _, _, waiting = results[0]
+        assert outcomes[7:] == ["applied", "pending", "duplicate", "duplicate", "duplicate", "repeat"]
+        assert waiting == ["click"]  # the early click's payload was written by its own script's run
+    finally:
+        await client.aclose()

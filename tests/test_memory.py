@@ -73,6 +73,25 @@ async def test_store_roundtrip_bounded_with_ttl(redis_url: str) -> None:
     await store.aclose()
 
 
+async def test_store_writes_many_users_in_short_scripts(redis_url: str) -> None:
+    # 5 users, 2 per script: three script calls in turn (Redis serves reads between them), all written
+    store = UserMemoryStore(redis_url, width=4, max_len=5, ttl_s=100, timeout_s=0.5, script_items=2)
+    calls = []
+    append = store._append
+
+    async def counted(**kw: object) -> object:
+        calls.append(len(kw["keys"]))  # type: ignore[arg-type]
+        return await append(**kw)
+
+    store._append = counted  # type: ignore[method-assign]
+    e = np.array([1.0, 0.0])
+    assert await store.put_many({f"many{i}": _recs(i + 1, e, 1.0) for i in range(5)})
+    assert calls == [2, 2, 1]
+    got = await store.get_many([f"many{i}" for i in range(5)])
+    assert [len(got[f"many{i}"]) for i in range(5)] == [1, 2, 3, 4, 5]
+    await store.aclose()
+
+
 async def test_store_degraded_mode_never_blocks() -> None:
     store = UserMemoryStore("redis://127.0.0.1:1", width=4, timeout_s=0.05, write_timeout_s=0.05)
     t0 = time.perf_counter()

@@ -41,11 +41,15 @@ class UserMemoryStore:
         ttl_s: int = 30 * 86400,
         timeout_s: float = 0.005,
         write_timeout_s: float = 0.5,
+        script_items: int = 64,
     ) -> None:
         import redis.asyncio as aioredis
 
-        if width < 3 or max_len < 1 or ttl_s < 1 or timeout_s <= 0:
-            raise ValueError("width >= 3, max_len >= 1, ttl_s >= 1 and timeout_s > 0 are required")
+        if width < 3 or max_len < 1 or ttl_s < 1 or timeout_s <= 0 or script_items < 1:
+            raise ValueError(
+                "width >= 3, max_len >= 1, ttl_s >= 1, timeout_s > 0 and script_items >= 1 are required"
+            )
+        self.script_items = script_items
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=max(timeout_s, write_timeout_s), socket_connect_timeout=write_timeout_s
         )
@@ -98,18 +102,19 @@ class UserMemoryStore:
         }
 
     async def put_many(self, records: Mapping[str, np.ndarray]) -> bool:
-        """Append records (n, width) per user, trim to ``max_len``, refresh TTL; False if Redis failed."""
+        """Append records (n, width) per user, trim to ``max_len``, refresh TTL; False if Redis failed.
+        One script call per ``script_items`` users, one after another: Redis serves reads between them."""
         if not records:
             return True
         keys, blobs = [], []
         for u, rec in records.items():
             keys.append(self.key(u))
             blobs.append(np.ascontiguousarray(rec, dtype=np.float32).reshape(-1, self.width).tobytes())
+        max_bytes, k = self.max_len * self.width * 4, self.script_items
         try:
-            max_bytes = self.max_len * self.width * 4
-            await asyncio.wait_for(
-                self._append(keys=keys, args=[max_bytes, self.ttl_s, *blobs]), timeout=self.write_timeout_s
-            )
+            async with asyncio.timeout(self.write_timeout_s):
+                for i in range(0, len(keys), k):
+                    await self._append(keys=keys[i : i + k], args=[max_bytes, self.ttl_s, *blobs[i : i + k]])
             return True
         except (TimeoutError, OSError, ConnectionError, Exception) as e:
             self.failed_writes += 1

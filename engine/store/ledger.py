@@ -1,11 +1,13 @@
 """The reward ledger: join events to decisions exactly once, in Redis.
 
 Kafka delivers at least once (a crash or a rebalance replays records); the
-ledger makes that harmless. Each batch of one experiment's events runs as one
-Lua script (atomic): an event joins its decision, is deduplicated by
-``event_id``, checked against the attribution window, and its rewards are
-appended to the experiment's reward stream. Learners read only that stream, so
-every applied event reaches a learner exactly once, whichever worker consumed it.
+ledger makes that harmless. A batch of one experiment's events runs as Lua
+scripts of at most ``script_items`` events each, one after another (each atomic):
+an event joins its decision, is deduplicated by ``event_id``, checked against the
+attribution window, and its rewards are appended to the experiment's reward
+stream. Learners read only that stream, so every applied event reaches a learner
+exactly once, whichever worker consumed it. Scripts are kept short because Redis
+runs nothing else meanwhile: not the decide path's memory reads either.
 """
 
 from __future__ import annotations
@@ -63,9 +65,14 @@ def stream_id_key(stream_id: str) -> tuple[int, int]:
 class RewardLedger:
     """Decision records, the join/dedupe script, and the per-experiment reward streams."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, stream_maxlen: int, grace_s: float) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, *, stream_maxlen: int, grace_s: float, script_items: int = 64
+    ) -> None:
+        if script_items < 1:
+            raise ValueError("script_items >= 1 is required")
         self.redis = redis
         self.keys = keys
+        self.script_items = script_items
         self.stream_maxlen = stream_maxlen
         self.grace_ms = int(grace_s * 1000)
         scripts = resources.files("engine.store")
@@ -74,14 +81,15 @@ class RewardLedger:
         self._clear_pending = redis.register_script(scripts.joinpath("clear_pending.lua").read_text())
 
     async def record_decisions(self, decisions: Sequence[DecisionLog], ttl_s: Mapping[str, float]) -> None:
-        """Store decisions so later events can join them: one script call per experiment; idempotent."""
+        """Store decisions so later events can join them: script calls of at most ``script_items``
+        decisions per experiment; idempotent."""
         await self.record_packed(self.pack_decisions(decisions, ttl_s))
 
     def pack_decisions(
         self, decisions: Sequence[DecisionLog], ttl_s: Mapping[str, float]
     ) -> list[PackedDecisions]:
-        """The record script's arguments, one per experiment (CPU only: a batch consumer packs the next
-        batch while Redis runs this one's scripts)."""
+        """The record script's arguments, one or more per experiment (``script_items`` decisions each;
+        CPU only: a batch consumer packs the next batch while Redis runs this one's scripts)."""
         by_exp: dict[str, list[DecisionLog]] = {}
         for d in decisions:
             by_exp.setdefault(d.experiment_id, []).append(d)
@@ -110,23 +118,33 @@ class RewardLedger:
                 ]
                 for d in items
             ]
-            packed.append(PackedDecisions(exp_id, ttl_ms, orjson.dumps(rows)))
+            packed.extend(PackedDecisions(exp_id, ttl_ms, orjson.dumps(chunk)) for chunk in self.chunks(rows))
         return packed
 
+    def chunks(self, items: Sequence[Any]) -> list[Sequence[Any]]:
+        """``items`` in runs of at most ``script_items``: what one script call handles."""
+        k = self.script_items
+        return [items[i : i + k] for i in range(0, len(items), k)]
+
     async def record_packed(self, packed: Sequence[PackedDecisions]) -> None:
-        """Run the record script for each experiment's packed decisions, all in flight together
-        (experiments' keys are disjoint)."""
-        await gather_all(
-            self._record(
+        """Run the record script for the packed decisions: experiments in flight together (their keys
+        are disjoint), one experiment's scripts one after another (so no more than one per experiment
+        waits in Redis ahead of a memory read)."""
+        by_exp: dict[str, list[PackedDecisions]] = {}
+        for p in packed:
+            by_exp.setdefault(p.experiment_id, []).append(p)
+        await gather_all(self._record_in_turn(ps) for ps in by_exp.values())
+
+    async def _record_in_turn(self, packed: Sequence[PackedDecisions]) -> None:
+        for p in packed:
+            await self._record(
                 keys=[self.keys.ledger(p.experiment_id)],
                 args=[p.ttl_ms, self.keys.decision(p.experiment_id, ""), p.rows],
             )
-            for p in packed
-        )
 
-    @staticmethod
-    def pack_events(events: Sequence[tuple[EventBase, bytes]]) -> bytes:
-        """The join script's event argument: one JSON array instead of 4 arguments per event.
+    def pack_events(self, events: Sequence[tuple[EventBase, bytes]]) -> list[bytes]:
+        """The join script's event arguments, one per script call (``script_items`` events each): a
+        JSON array instead of 4 arguments per event.
 
         Reads the models' ``__dict__``: ``getattr(e, "value", 0.0)`` on an event without a value
         goes through pydantic's ``__getattr__`` and an exception, and made this 3x slower.
@@ -143,7 +161,7 @@ class RewardLedger:
                     f["decision_id"],
                 ]
             )
-        return orjson.dumps(rows)
+        return [orjson.dumps(chunk) for chunk in self.chunks(rows)]
 
     async def apply_events(
         self,
@@ -153,9 +171,10 @@ class RewardLedger:
         now: float | None = None,
         *,
         retry: bool = False,
-        packed: bytes | None = None,
+        packed: Sequence[bytes] | None = None,
     ) -> list[EventOutcome]:
-        """Join one experiment's events (model, raw bytes) atomically; one outcome per event.
+        """Join one experiment's events (model, raw bytes), in order; one outcome per event. Each run
+        of ``script_items`` events is one atomic script call, and the runs go one after another.
 
         ``retry`` marks events re-submitted from the pending set, which the script then clears.
         ``packed`` is ``pack_events(events)`` when the caller packed them ahead of time.
@@ -176,21 +195,24 @@ class RewardLedger:
             self.grace_ms,
             1 if retry else 0,
             self.keys.decision(experiment_id, ""),
-            packed if packed is not None else self.pack_events(events),
         ]
-        result = await self._apply(keys=keys, args=args)
-        outcomes = [r.decode() if isinstance(r, bytes) else str(r) for r in result]
-        waiting = {  # a copy of a waiting event writes the same payload again (apply_events.lua)
-            f"{e.type}\n{e.event_id}": raw
-            for (e, raw), o in zip(events, outcomes, strict=True)
-            if o in ("pending", "duplicate_waiting")
-        }
-        outcomes = ["duplicate" if o == "duplicate_waiting" else o for o in outcomes]
-        if waiting:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hset(self.keys.pending_payloads(experiment_id), mapping=waiting)
-            pipe.sadd(self.keys.pending_index, experiment_id)
-            await pipe.execute()
+        outcomes: list[str] = []
+        for chunk, rows in zip(self.chunks(events), packed or self.pack_events(events), strict=True):
+            result = await self._apply(keys=keys, args=[*args, rows])
+            got = [r.decode() if isinstance(r, bytes) else str(r) for r in result]
+            # the payloads of this run's waiting events, before the next run (one round trip after its
+            # script, as clear_pending.lua allows); a copy of a waiting event writes the same payload again
+            waiting = {
+                f"{e.type}\n{e.event_id}": raw
+                for (e, raw), o in zip(chunk, got, strict=True)
+                if o in ("pending", "duplicate_waiting")
+            }
+            if waiting:
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.hset(self.keys.pending_payloads(experiment_id), mapping=waiting)
+                pipe.sadd(self.keys.pending_index, experiment_id)
+                await pipe.execute()
+            outcomes += ["duplicate" if o == "duplicate_waiting" else o for o in got]
         return outcomes  # type: ignore[return-value]
 
     async def pending(self, experiment_id: str, limit: int = 1000) -> list[tuple[str, bytes]]:
