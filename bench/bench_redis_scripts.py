@@ -9,8 +9,9 @@ served. Against one embedded Redis, a writer process records and joins 500-event
 while this process reads user memories as the decide path does (``UserMemoryStore.read``, one MGET of
 one user on the pipelined connection, 1,000 a second, paced from one loop) and times each read. For
 each ``--items`` value in turn, ``--rounds`` times alternating: read p50 / p99 / max, the share of
-reads over the decide path's 5 ms budget (those decisions would be served without memory), and the
-writer's events joined per second. Writes docs/results/bench_redis_scripts.json. Measures; asserts
+reads over the decide path's 5 ms budget (those decisions would be served without memory), the
+writer's events joined per second, and the Redis CPU time of one script call (``INFO commandstats``:
+how long Redis served nothing else). Writes docs/results/bench_redis_scripts.json. Measures; asserts
 nothing.
 """
 
@@ -89,8 +90,23 @@ async def timed_reads(url: str, seconds: float, rate: float) -> list[float]:
     return out
 
 
+def script_stats(url: str, reset: bool = False) -> tuple[int, int]:
+    """(script calls, µs of Redis CPU in them) since the last reset (``INFO commandstats``)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        if reset:
+            client.config_resetstat()
+        stat = client.info("commandstats").get("cmdstat_evalsha", {})
+        return int(stat.get("calls", 0)), int(stat.get("usec", 0))
+    finally:
+        client.close()
+
+
 def measure(url: str, items: int, seconds: float, rate: float) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script_stats(url, reset=True)
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, url, str(items)], env=env, stdout=subprocess.PIPE, text=True
     )
@@ -103,8 +119,10 @@ def measure(url: str, items: int, seconds: float, rate: float) -> dict:
         writer.terminate()
         tail = writer.communicate(timeout=30)[0].split()
     joined = int(tail[-1]) - first if tail else 0
+    calls, usec = script_stats(url)
     return {
         "script_items": items,
+        "redis_us_per_script": round(usec / max(calls, 1)),
         "reads": len(lat),
         "read_p50_ms": round(float(np.percentile(lat, 50)), 3),
         "read_p99_ms": round(float(np.percentile(lat, 99)), 3),
@@ -132,7 +150,8 @@ def main() -> None:
                     f"script_items {items:>6}: reads p50 {row['read_p50_ms']:.3f}"
                     f" / p99 {row['read_p99_ms']:.3f} / max {row['read_max_ms']:.1f} ms,"
                     f" {row['reads_over_budget_pct']:.2f}% over"
-                    f" {BUDGET_MS:g} ms; writer {row['writer_events_per_s']:,} events/s",
+                    f" {BUDGET_MS:g} ms; writer {row['writer_events_per_s']:,} events/s;"
+                    f" Redis CPU per script {row['redis_us_per_script']:,} µs",
                     flush=True,
                 )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
