@@ -18,12 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from functools import partial
 from importlib import resources
 
 import numpy as np
 
-from engine.concurrency import in_turn
 from engine.memory.model import RECORD_FORMAT, MemoryView
 from engine.store.pipelined import PipelinedConnection
 
@@ -105,8 +103,7 @@ class UserMemoryStore:
 
     async def put_many(self, records: Mapping[str, np.ndarray]) -> bool:
         """Append records (n, width) per user, trim to ``max_len``, refresh TTL; False if Redis failed.
-        One script call per ``script_items`` users, in turn (:func:`~engine.concurrency.in_turn`), so Redis
-        serves reads between them."""
+        One script call per ``script_items`` users, one after another: Redis serves reads between them."""
         if not records:
             return True
         keys, blobs = [], []
@@ -114,13 +111,10 @@ class UserMemoryStore:
             keys.append(self.key(u))
             blobs.append(np.ascontiguousarray(rec, dtype=np.float32).reshape(-1, self.width).tobytes())
         max_bytes, k = self.max_len * self.width * 4, self.script_items
-        calls = (
-            partial(self._append, keys=keys[i : i + k], args=[max_bytes, self.ttl_s, *blobs[i : i + k]])
-            for i in range(0, len(keys), k)
-        )
         try:
             async with asyncio.timeout(self.write_timeout_s):
-                await in_turn(calls)
+                for i in range(0, len(keys), k):
+                    await self._append(keys=keys[i : i + k], args=[max_bytes, self.ttl_s, *blobs[i : i + k]])
             return True
         except (TimeoutError, OSError, ConnectionError, Exception) as e:
             self.failed_writes += 1

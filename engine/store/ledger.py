@@ -16,14 +16,13 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from importlib import resources
 from typing import Any, Literal
 
 import orjson
 from redis.asyncio import Redis
 
-from engine.concurrency import gather_all, in_turn
+from engine.concurrency import gather_all
 from engine.store.keys import Keys
 from engine.types import Reward, RewardKind
 from schemas import DecisionLog, EventBase
@@ -129,22 +128,19 @@ class RewardLedger:
 
     async def record_packed(self, packed: Sequence[PackedDecisions]) -> None:
         """Run the record script for the packed decisions: experiments in flight together (their keys
-        are disjoint), one experiment's scripts in turn (:func:`~engine.concurrency.in_turn`: no more
-        than one per experiment waits in Redis ahead of a memory read)."""
+        are disjoint), one experiment's scripts one after another (so no more than one per experiment
+        waits in Redis ahead of a memory read)."""
         by_exp: dict[str, list[PackedDecisions]] = {}
         for p in packed:
             by_exp.setdefault(p.experiment_id, []).append(p)
         await gather_all(self._record_in_turn(ps) for ps in by_exp.values())
 
     async def _record_in_turn(self, packed: Sequence[PackedDecisions]) -> None:
-        await in_turn(
-            partial(
-                self._record,
+        for p in packed:
+            await self._record(
                 keys=[self.keys.ledger(p.experiment_id)],
                 args=[p.ttl_ms, self.keys.decision(p.experiment_id, ""), p.rows],
             )
-            for p in packed
-        )
 
     def pack_events(self, events: Sequence[tuple[EventBase, bytes]]) -> list[bytes]:
         """The join script's event arguments, one per script call (``script_items`` events each): a
@@ -177,10 +173,8 @@ class RewardLedger:
         retry: bool = False,
         packed: Sequence[bytes] | None = None,
     ) -> list[EventOutcome]:
-        """Join one experiment's events (model, raw bytes); one outcome per event. Each run of
-        ``script_items`` events is one atomic script call, started in order, the next sent while one
-        runs (:func:`~engine.concurrency.in_turn`); which of two copies of an event in different runs
-        counts as the duplicate may then differ, never how many of each outcome there are.
+        """Join one experiment's events (model, raw bytes), in order; one outcome per event. Each run
+        of ``script_items`` events is one atomic script call, and the runs go one after another.
 
         ``retry`` marks events re-submitted from the pending set, which the script then clears.
         ``packed`` is ``pack_events(events)`` when the caller packed them ahead of time.
@@ -202,12 +196,12 @@ class RewardLedger:
             1 if retry else 0,
             self.keys.decision(experiment_id, ""),
         ]
-
-        async def run(chunk: Sequence[tuple[EventBase, bytes]], rows: bytes) -> list[str]:
+        outcomes: list[str] = []
+        for chunk, rows in zip(self.chunks(events), packed or self.pack_events(events), strict=True):
             result = await self._apply(keys=keys, args=[*args, rows])
             got = [r.decode() if isinstance(r, bytes) else str(r) for r in result]
-            # the payloads of this run's waiting events, one round trip after its script (as
-            # clear_pending.lua allows); a copy of a waiting event writes the same payload again
+            # the payloads of this run's waiting events, before the next run (one round trip after its
+            # script, as clear_pending.lua allows); a copy of a waiting event writes the same payload again
             waiting = {
                 f"{e.type}\n{e.event_id}": raw
                 for (e, raw), o in zip(chunk, got, strict=True)
@@ -218,10 +212,8 @@ class RewardLedger:
                 pipe.hset(self.keys.pending_payloads(experiment_id), mapping=waiting)
                 pipe.sadd(self.keys.pending_index, experiment_id)
                 await pipe.execute()
-            return ["duplicate" if o == "duplicate_waiting" else o for o in got]
-
-        runs = zip(self.chunks(events), packed or self.pack_events(events), strict=True)
-        return [o for got in await in_turn(partial(run, c, r) for c, r in runs) for o in got]  # type: ignore[misc]
+            outcomes += ["duplicate" if o == "duplicate_waiting" else o for o in got]
+        return outcomes  # type: ignore[return-value]
 
     async def pending(self, experiment_id: str, limit: int = 1000) -> list[tuple[str, bytes]]:
         """(event type, raw event) of ``experiment_id`` still waiting for their decision, oldest first."""
