@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python bench/bench_decide.py
 	$(BIN)/python bench/bench_decide_parts.py
 	$(BIN)/python bench/bench_memory_reads.py
+	$(BIN)/python bench/bench_redis_scripts.py
 	$(BIN)/python bench/broker_fetch_growth.py
 	$(BIN)/python bench/bench_gc_pending.py
 	$(BIN)/python bench/bench_ingest.py --decisions 30000
