@@ -77,6 +77,10 @@ class IdleLearner:
     sends it SIGTERM (:func:`die_with_parent`)."""
 
     def __init__(self, settings: Settings, endpoints: Endpoints) -> None:
+        if not sys.platform.startswith("linux"):
+            raise click.UsageError(
+                "ABENGINE_LEARN_IN=idle-process needs Linux (SCHED_IDLE, PR_SET_PDEATHSIG)"
+            )
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": endpoints.bootstrap_servers,
@@ -103,9 +107,15 @@ class IdleLearner:
             log.error("the learning process exited (%s): stopping this worker too, to restart whole", code)
             os.kill(os.getpid(), signal.SIGTERM)
 
-    def stop(self, grace_s: float = 30.0) -> None:
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM) without waiting: as this worker starts stopping, so that the two
+        shut down side by side within the orchestrator's grace period."""
         self._stopping = True
-        self.process.terminate()
+        if self.process.poll() is None:
+            self.process.terminate()
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        self.terminate()
         try:
             self.process.wait(grace_s)
         except subprocess.TimeoutExpired:
@@ -153,6 +163,8 @@ def run_worker(settings: Settings) -> None:
             redis_url=ep.redis_url,
             embedded_kafka=ep.embedded_kafka,
         )
+        if learner is not None:
+            runtime.on_stop.append(learner.terminate)
         app = create_app(runtime)
         worker = make_worker(app, settings.log_level)
         try:

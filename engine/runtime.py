@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,6 +96,8 @@ class Runtime:
         #: in-flight batch is frozen into the settled heap
         self.warm = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: called first when the worker stops (e.g. telling an idle learning process to stop alongside)
+        self.on_stop: list[Callable[[], None]] = []
         self._gc_probe = GcPauseProbe(self.sensor)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -117,6 +119,8 @@ class Runtime:
         log.info("worker %s ready", self.worker_id)
 
     async def stop(self) -> None:
+        for hook in self.on_stop:
+            hook()
         self._gc_probe.uninstall()
         for task in self._tasks:
             task.cancel()
