@@ -17,10 +17,12 @@ decision within the run — a serving worker's production load, which the rows b
 Then (``--split``, on by default) the same allocators on a decide-only worker
 (``ABENGINE_INGEST_ENABLED=0``) on core 0, with an ingesting worker on core 1 beside the
 generator: the deployment in which serving does not also ingest its own decision log.
-Then (``--colocated``, on by default) serving and learning on one core: a decide-only worker and,
-pinned to the same core 0, an ingesting worker at idle CPU priority (``ABENGINE_CPU_SCHEDULING=idle``)
-that learns every decision's events from the reward echo on the time serving leaves it; its rows
-also say what that learning worker did meanwhile (CPU, events joined, consumer lag at the end).
+Then (``--colocated``, on by default) serving and learning on one core: one worker on core 0 with
+``ABENGINE_LEARN_IN=idle-process``, which serves decide-only and learns every decision's events (from
+the reward echo) in a second process at idle CPU priority, on the time serving leaves it; its rows also
+say what that learning process did meanwhile (CPU, events joined, consumer lag at the end).
+``--learner-scheduling normal`` starts the same two processes by hand with learning at normal
+priority, to measure what the idle class buys.
 Each open-loop row also gives both cores' busy share over its window, and each engine row what
 the worker went through meanwhile (its own metrics, differences over the window): event-loop lag
 samples over 2 and 5 ms, decisions served without memory, full garbage collections, consumer lag,
