@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -266,6 +267,43 @@ LEARNING_WINDOW_S = 2.0
 TARGET_P99_MS, TARGET_RATE = 5.0, 2000
 
 
+@dataclass
+class Echo:
+    """How to start ``bench/reward_echo.py`` on core 1 for some experiments (``procs`` collects it)."""
+
+    cmd: list[str]
+    env: dict[str, str]
+    log: Path
+    procs: list[subprocess.Popen]
+
+
+def learning_rows(
+    engine: str,
+    label: str,
+    prefix: str,
+    args: argparse.Namespace,
+    rates: list[int],
+    redis_url: str,
+    echo: Echo,
+    learner: str | None = None,
+) -> list[dict]:
+    """``engine``'s rows while it learns: new experiments with a short attribution window, every
+    decision of which the reward echo shows (an impression) and a tenth clicks, so each decision
+    becomes a reward to learn within the run; ``learner``: the process that learns them, if not
+    ``engine`` itself."""
+    learn = experiments(
+        engine, args.allocators.split(","), label, prefix, redis_url, attribution_window_s=LEARNING_WINDOW_S
+    )
+    ids = ",".join(url.rsplit("/", 2)[-2] for _, url in learn)
+    proc = pinned([*echo.cmd, "--experiments", ids], 1, echo.env, echo.log)
+    echo.procs.append(proc)
+    rows: list[dict] = []
+    for name, url in learn:
+        rows += run(measure(name, url, rates, args.seconds, engine, learner))
+    stop([proc])
+    return rows
+
+
 def rig_check(rows: list[dict]) -> list[str]:
     """Whether this run's rig could show the latency target at all: the peers hold no engine, so a peer
     that misses it at the target rate says the generator's core (shared with Redis and the broker) or
@@ -369,20 +407,8 @@ def main() -> None:
                 # the same worker while it learns: every decision of these experiments is shown (an
                 # impression) and a tenth clicked (bench/reward_echo.py, on core 1), and their 2 s
                 # attribution window closes within the run, so each decision becomes a reward to learn
-                learn = experiments(
-                    engine,
-                    args.allocators.split(","),
-                    "abengine learning",
-                    "learn",
-                    redis.url,
-                    attribution_window_s=LEARNING_WINDOW_S,
-                )
-                ids = ",".join(url.rsplit("/", 2)[-2] for _, url in learn)
-                echo = pinned([*echo_cmd, "--experiments", ids], 1, env, tmp / "reward-echo.log")
-                procs.append(echo)
-                for name, url in learn:
-                    rows += run(measure(name, url, rates, args.seconds, engine))
-                stop([echo])
+                echo = Echo(echo_cmd, env, tmp / "reward-echo.log", procs)
+                rows += learning_rows(engine, "abengine learning", "learn", args, rates, redis.url, echo)
             sums = metric_sums(engine)
             stop([worker])
             worker_cmd = [py, "-m", "engine.cli", "worker"]
@@ -443,20 +469,9 @@ def main() -> None:
                 procs += pair
                 wait_warm(learner)
                 wait_warm(serve)
-                learn = experiments(
-                    serve,
-                    args.allocators.split(","),
-                    f"abengine serving + {args.learner_scheduling} learner",
-                    "colocated",
-                    redis.url,
-                    attribution_window_s=LEARNING_WINDOW_S,
-                )
-                ids = ",".join(url.rsplit("/", 2)[-2] for _, url in learn)
-                echo = pinned([*echo_cmd, "--experiments", ids], 1, env, tmp / "reward-echo-colocated.log")
-                procs.append(echo)
-                for name, url in learn:
-                    rows += run(measure(name, url, rates, args.seconds, serve, learner))
-                stop([echo])
+                label = f"abengine serving + {args.learner_scheduling} learner"
+                echo = Echo(echo_cmd, env, tmp / "reward-echo-colocated.log", procs)
+                rows += learning_rows(serve, label, "colocated", args, rates, redis.url, echo, learner)
                 for key, value in metric_sums(serve).items():
                     sums[key] += value
         finally:

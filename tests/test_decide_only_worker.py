@@ -38,25 +38,35 @@ def test_decide_only_worker_serves_what_the_ingesting_worker_learns(cluster: Clu
     assert ready["ingesting"] is False and ready["partitions"] == []
     assert httpx.get(f"{ingesting.url}/readyz", timeout=5).json()["partitions"] == [0, 1, 2, 3]
 
-    create(serving.url, "split")
-    decisions = [decide(serving.url, "split", f"u{i}") for i in range(30)]
-    events = [event("impression", d) for d in decisions]
-    events += [event("click", d) for d in decisions if d["variant_id"] == "a"]
-    r = httpx.post(f"{serving.url}/v1/events", json={"events": events}, timeout=10)
-    assert r.status_code == 202, r.text
-
+    n_a, body = decide_and_reward(serving.url, "split")
     # joined once each, by the ingesting worker (the ledger is shared, the learner is not)
-    body = wait_for(lambda: (s := status(serving.url, "split")) and applied(s) == len(events) and s)
-    n_a = sum(d["variant_id"] == "a" for d in decisions)
     assert body["ledger"]["applied:click"] == n_a
     assert httpx.get(f"{ingesting.url}/readyz", timeout=5).json()["learning"] == ["split"]
     assert httpx.get(f"{serving.url}/readyz", timeout=5).json()["learning"] == []
     # and the policy learned there is the one the decide-only worker serves
+    assert_serves_learned_policy(serving.url, "split", n_a)
+
+
+def decide_and_reward(url: str, exp_id: str, n: int = 30) -> tuple[int, dict]:
+    """Create a two-variant experiment on ``url``, serve ``n`` decisions, send an impression for each
+    and a click for each of variant ``a``, and wait until all are joined; (clicks sent, its status)."""
+    create(url, exp_id)
+    decisions = [decide(url, exp_id, f"u{i}") for i in range(n)]
+    events = [event("impression", d) for d in decisions]
+    events += [event("click", d) for d in decisions if d["variant_id"] == "a"]
+    r = httpx.post(f"{url}/v1/events", json={"events": events}, timeout=10)
+    assert r.status_code == 202, r.text
+    body = wait_for(lambda: (s := status(url, exp_id)) and applied(s) == len(events) and s)
+    return len(events) - n, body
+
+
+def assert_serves_learned_policy(url: str, exp_id: str, clicks_on_a: int, n: int = 30) -> None:
+    """``url`` serves a policy that learned all ``n`` decisions and their clicks (all on ``a``)."""
     variants = wait_for(
         lambda: (
-            (p := status(serving.url, "split")["policy"]["variants"])
-            and p["a"]["trials"] + p["b"]["trials"] == 30
+            (p := status(url, exp_id)["policy"]["variants"])
+            and p["a"]["trials"] + p["b"]["trials"] == n
             and p
         )
     )
-    assert variants["a"]["clicks"] == n_a and variants["b"]["clicks"] == 0
+    assert variants["a"]["clicks"] == clicks_on_a and variants["b"]["clicks"] == 0

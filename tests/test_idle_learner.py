@@ -19,7 +19,8 @@ import pytest
 
 from engine.services.embedded import free_port
 from tests.cluster import Cluster, WorkerProcess
-from tests.test_worker_e2e import applied, create, decide, event, status, wait_for
+from tests.test_decide_only_worker import assert_serves_learned_policy, decide_and_reward
+from tests.test_worker_e2e import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,25 +74,11 @@ def test_serves_decide_only_and_learns_in_an_idle_process(cluster: Cluster) -> N
     assert serving["ingesting"] is False and serving["partitions"] == []
     assert ready(learner)["ingesting"] is True and ready(learner)["partitions"] == [0, 1, 2, 3]
 
-    create(worker.url, "idle")
-    decisions = [decide(worker.url, "idle", f"u{i}") for i in range(30)]
-    events = [event("impression", d) for d in decisions]
-    events += [event("click", d) for d in decisions if d["variant_id"] == "a"]
-    r = httpx.post(f"{worker.url}/v1/events", json={"events": events}, timeout=10)
-    assert r.status_code == 202, r.text
-
     # joined once each by the learning process, and its policy is the one the serving process serves
-    wait_for(lambda: applied(status(worker.url, "idle")) == len(events))
+    n_a, body = decide_and_reward(worker.url, "idle")
+    assert body["ledger"]["applied:click"] == n_a
     assert ready(learner)["learning"] == ["idle"] and ready(worker.url)["learning"] == []
-    variants = wait_for(
-        lambda: (
-            (p := status(worker.url, "idle")["policy"]["variants"])
-            and p["a"]["trials"] + p["b"]["trials"] == 30
-            and p
-        )
-    )
-    assert variants["a"]["clicks"] == sum(d["variant_id"] == "a" for d in decisions)
-    assert variants["b"]["clicks"] == 0
+    assert_serves_learned_policy(worker.url, "idle", n_a)
     worker.stop()
     assert not alive(child)
 
