@@ -19,6 +19,11 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
 
 
+#: the default of ``redis_script_items`` (ABENGINE_REDIS_SCRIPT_ITEMS), also the default of the stores that
+#: take it (engine/store/ledger.py, engine/memory/store.py) when built outside a worker
+REDIS_SCRIPT_ITEMS = 64
+
+
 class Settings(BaseSettings):
     """Engine configuration with explicit defaults."""
 
@@ -209,7 +214,7 @@ class Settings(BaseSettings):
         description="Most often the learner publishes a policy snapshot.",
     )
     redis_script_items: int = Field(
-        64,
+        REDIS_SCRIPT_ITEMS,
         ge=1,
         le=10_000,
         validation_alias=_env("ABENGINE_REDIS_SCRIPT_ITEMS"),

@@ -22,6 +22,7 @@ from importlib import resources
 
 import numpy as np
 
+from engine.config import REDIS_SCRIPT_ITEMS
 from engine.memory.model import RECORD_FORMAT, MemoryView
 from engine.store.pipelined import PipelinedConnection
 
@@ -41,7 +42,7 @@ class UserMemoryStore:
         ttl_s: int = 30 * 86400,
         timeout_s: float = 0.005,
         write_timeout_s: float = 0.5,
-        script_items: int = 64,
+        script_items: int = REDIS_SCRIPT_ITEMS,
     ) -> None:
         import redis.asyncio as aioredis
 

@@ -23,6 +23,7 @@ import orjson
 from redis.asyncio import Redis
 
 from engine.concurrency import gather_all
+from engine.config import REDIS_SCRIPT_ITEMS
 from engine.store.keys import Keys
 from engine.types import Reward, RewardKind
 from schemas import DecisionLog, EventBase
@@ -66,7 +67,13 @@ class RewardLedger:
     """Decision records, the join/dedupe script, and the per-experiment reward streams."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, stream_maxlen: int, grace_s: float, script_items: int = 64
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        stream_maxlen: int,
+        grace_s: float,
+        script_items: int = REDIS_SCRIPT_ITEMS,
     ) -> None:
         if script_items < 1:
             raise ValueError("script_items >= 1 is required")
