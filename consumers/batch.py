@@ -62,7 +62,11 @@ class BatchConsumer(Service):
         self.apply_batch = apply_batch
         self.aligner = EventAligner(runtime.settings.ingest_align_max_hold_s)
         self._consumer: AIOKafkaConsumer | None = None
-        self._in_flight: asyncio.Task[None] | None = None  # the batch being applied
+        self._in_flight: asyncio.Task[None] | None = None  # the newest batch being applied
+        self._decided: asyncio.Future[None] | None = (
+            None  # done once the newest batch's decisions are recorded
+        )
+        self._older: asyncio.Task[None] | None = None  # the batch before the newest, maybe still joining
         self._committing: asyncio.Task[None] | None = None  # the newest batch's offset commit
         self._learning: asyncio.Task[None] | None = None  # the learners catching up with applied batches
         self._unlearned: dict[str, int] = {}  # experiment -> partition, applied but not learned yet
@@ -112,11 +116,13 @@ class BatchConsumer(Service):
         """Fetch, validate and pack batch N+1 while batch N is applied, and commit and learn batch N
         while batch N+1 is applied.
 
-        The apply stage is Redis's work (the join scripts); preparing is this worker's (records,
-        alignment, validation, packing the scripts' arguments), and so is learning. Overlapping them
-        keeps both cores busy, where a sequential loop left each idle while the other worked. Applies
-        stay strictly ordered (one in flight, decisions before the events of the same fetch), commits
-        follow applies in order, and one learning round runs at a time.
+        The apply stage is Redis's work (the record and join scripts); preparing is this worker's
+        (records, alignment, validation, packing the scripts' arguments), and so is learning.
+        Overlapping them keeps both cores busy, where a sequential loop left each idle while the other
+        worked. Batch N+1's decisions are recorded while batch N's events join (recording is
+        idempotent and joins only need decisions already recorded); events join strictly in batch
+        order, each batch's after its own decisions, commits follow in order, and one learning round
+        runs at a time. At most two batches are in flight.
         """
         assert self._consumer is not None
         consumer = self._consumer
@@ -171,14 +177,30 @@ class BatchConsumer(Service):
                 for rec in (*decisions, *events):
                     tp = TopicPartition(s.topic(rec.topic), rec.partition)
                     offsets[tp] = max(offsets.get(tp, -1), rec.offset + 1)
-                await self._applied()
+                # at most two batches in flight: the newest one's decisions are recorded and the one before
+                # it is applied, so only the newest one's events can still be joining
+                if self._decided is not None:
+                    await self._decided
+                if self._older is not None:
+                    await self._older
+                self._older = self._in_flight
+                decided = self._decided = asyncio.get_running_loop().create_future()
                 self._in_flight = asyncio.create_task(
-                    self._apply(decisions, prepared_decisions, events, prepared_events, offsets)
+                    self._apply(
+                        decisions,
+                        prepared_decisions,
+                        events,
+                        prepared_events,
+                        offsets,
+                        self._in_flight,
+                        decided,
+                    )
                 )
                 await self._report_lag(consumer)
         finally:
-            if self._in_flight is not None and not self._in_flight.done():
-                self._in_flight.cancel()  # not applied, so not committed: the next owner replays it
+            for task in (self._in_flight, self._older):
+                if task is not None and not task.done():
+                    task.cancel()  # not applied, so not committed: the next owner replays it
             if self._learning is not None and not self._learning.done():
                 self._learning.cancel()  # the stream cursor was not advanced: the next learner replays
             if self._committing is not None and not self._committing.done():
@@ -229,14 +251,23 @@ class BatchConsumer(Service):
         events: list[Record],
         prepared_events: PreparedEvents | None,
         offsets: dict[TopicPartition, int],
+        previous: asyncio.Task[None] | None,
+        decided: asyncio.Future[None],
     ) -> None:
-        """Apply one prepared batch (decisions first); then commit it and learn from it, both
-        overlapping the next batch's apply."""
+        """Apply one prepared batch: its decisions (beside the previous batch's events), then, once the
+        previous batch is applied, its events; then commit it and learn from it, both overlapping the
+        next batch's apply."""
         ingestor = self.runtime.ingestor
-        if prepared_decisions is not None:
-            await self.apply_batch(
-                self.runtime, decisions, lambda _: ingestor.apply_decisions(prepared_decisions)
-            )
+        try:
+            if prepared_decisions is not None:
+                await self.apply_batch(
+                    self.runtime, decisions, lambda _: ingestor.apply_decisions(prepared_decisions)
+                )
+        finally:
+            if not decided.done():
+                decided.set_result(None)
+        if previous is not None:
+            await previous
         if prepared_events is not None:
             await self.apply_batch(
                 self.runtime, events, lambda _: ingestor.apply_events(prepared_events, learn=False)

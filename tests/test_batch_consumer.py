@@ -57,6 +57,18 @@ class _Recorder:
         self.trickle_s = 0.0  # from the first record of a trickle to the last applied
         self.expected = N  # decisions and events the drain waits for
         self.done = asyncio.Event()
+        # how the batches' applies interleaved: running now, most at once, and in what order
+        self.running = {"decisions": 0, "events": 0}
+        self.most_at_once = {"decisions": 0, "events": 0}
+        self.overlapped = 0  # decision batches recorded while an earlier batch's events were joining
+        self.offsets: dict[str, list[int]] = {"decisions": [], "events": []}
+
+    def _enter(self, stage: str, records: Sequence[Record]) -> None:
+        self.running[stage] += 1
+        self.most_at_once[stage] = max(self.most_at_once[stage], self.running[stage])
+        self.offsets[stage].extend(rec.offset for rec in records)
+        if stage == "decisions" and self.running["events"]:
+            self.overlapped += 1
 
     async def prepare_decisions(self, batch: Sequence[Record]) -> PreparedDecisions:
         return PreparedDecisions(batch)
@@ -65,16 +77,20 @@ class _Recorder:
         return PreparedEvents(batch)
 
     async def apply_decisions(self, prepared: PreparedDecisions) -> None:
+        self._enter("decisions", prepared.records)
         await asyncio.sleep(0.002)  # a Redis round trip: the next batch is prepared meanwhile
         self.decision_batches += 1
         self.decided.update(orjson.loads(rec.value)["decision_id"] for rec in prepared.records)
+        self.running["decisions"] -= 1
         self._check_done()
 
     async def apply_events(self, prepared: PreparedEvents, *, learn: bool = True) -> None:
+        self._enter("events", prepared.records)
         await asyncio.sleep(0.002)
         for rec in prepared.records:
             self.events += 1
             self.ahead += orjson.loads(rec.value)["decision_id"] not in self.decided
+        self.running["events"] -= 1
         self._check_done()
 
     def _check_done(self) -> None:
@@ -170,6 +186,13 @@ def test_backlog_events_are_applied_after_their_decisions(tmp_path: Any, hold_s:
     assert committed == {"decisions": N, "impressions": N}  # everything applied was committed
     if hold_s:
         assert recorder.ahead == 0
+    # two batches in flight at most, in order: the next batch's decisions are recorded while the
+    # previous batch's events join, but decisions never beside decisions, events never beside events,
+    # and each stage takes the partition's records in offset order
+    assert recorder.most_at_once == {"decisions": 1, "events": 1}
+    assert recorder.overlapped > 0
+    for stage in ("decisions", "events"):
+        assert recorder.offsets[stage] == sorted(recorder.offsets[stage]), stage
     # Without alignment the same backlog usually runs ahead of its decisions (1,500 of 1,500 events
     # in the runs of 2026-12-02), but how far depends on how the broker composes its fetches and on
     # timing: 0 in a CI run on 2026-12-05. So only the invariants above are asserted for it.
