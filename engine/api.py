@@ -486,11 +486,15 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def create_http_app(runtime: Runtime) -> web.Application:
+    """The worker's HTTP API; with ``ABENGINE_HTTP_API=ops`` only its probes and metrics."""
     app = web.Application(client_max_size=runtime.settings.max_body_bytes, middlewares=[errors_middleware])
     app[RUNTIME] = runtime
     rps = runtime.settings.rate_limit_rps
     app[RATE_LIMITER] = RateLimiter(rps) if rps > 0 else None
     r = app.router
+    if runtime.settings.http_api == "ops":
+        add_ops_routes(r)
+        return app
     # the decide route first: aiohttp tries the dynamic routes under /v1/experiments in the order they
     # were added, one regex each, and decide is the hot one (~7 µs per request saved, PERFORMANCE.md)
     r.add_post("/v1/experiments/{experiment_id}/decide", decide)
@@ -504,7 +508,12 @@ def create_http_app(runtime: Runtime) -> web.Application:
     r.add_get("/v1/experiments/{experiment_id}/insights", insights)
     r.add_get("/v1/experiments/{experiment_id}/opportunities", opportunities)
     r.add_post("/v1/events", post_events)
+    add_ops_routes(r)
+    return app
+
+
+def add_ops_routes(r: web.UrlDispatcher) -> None:
+    """What operations need of every worker process: probes and metrics."""
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/metrics", metrics)
-    return app

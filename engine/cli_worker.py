@@ -91,6 +91,7 @@ class IdleLearner:
             "ABENGINE_INGEST_ENABLED": "1",
             "ABENGINE_LEARN_IN": "serving-process",
             "ABENGINE_CPU_SCHEDULING": "idle",
+            "ABENGINE_HTTP_API": "ops",  # its port is for probes and metrics: decisions go to the worker
             PARENT_PID_ENV: str(os.getpid()),
         }
         if endpoints.embedded_kafka:  # it reaches our embedded broker by address: tell it it is Tansu

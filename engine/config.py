@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         validation_alias=_env("ABENGINE_HTTP_PORT"),
         description="Port of the HTTP API (decide, events, admin, /metrics, probes).",
     )
+    http_api: Literal["full", "ops"] = Field(
+        "full",
+        validation_alias=_env("ABENGINE_HTTP_API"),
+        description="What the HTTP port serves. `full`: the whole API. `ops`: only /metrics, /healthz and "
+        "/readyz (every other path 404) - the idle learning process of `ABENGINE_LEARN_IN=idle-process` "
+        "serves this way, so it takes no decisions, events or admin calls.",
+    )
     max_body_bytes: int = Field(
         65536,
         validation_alias=_env("ABENGINE_MAX_BODY_BYTES"),
@@ -177,8 +184,8 @@ class Settings(BaseSettings):
     learner_http_port: int = Field(
         8081,
         validation_alias=_env("ABENGINE_LEARNER_HTTP_PORT"),
-        description="Port of the idle learning process's HTTP API (its /metrics and probes) with "
-        "`ABENGINE_LEARN_IN=idle-process`.",
+        description="Port of the idle learning process's /metrics and probes (it serves nothing else: "
+        "`ABENGINE_HTTP_API=ops`) with `ABENGINE_LEARN_IN=idle-process`.",
     )
     cpu_scheduling: Literal["normal", "idle"] = Field(
         "normal",

@@ -73,6 +73,13 @@ def test_serves_decide_only_and_learns_in_an_idle_process(cluster: Cluster) -> N
     serving = ready(worker.url)
     assert serving["ingesting"] is False and serving["partitions"] == []
     assert ready(learner)["ingesting"] is True and ready(learner)["partitions"] == [0, 1, 2, 3]
+    # the learning process's port is for probes and metrics only
+    assert httpx.get(f"{learner}/metrics", timeout=5).status_code == 200
+    assert (
+        httpx.post(f"{learner}/v1/experiments/idle/decide", json={"user_id": "u"}, timeout=5).status_code
+        == 404
+    )
+    assert httpx.post(f"{learner}/v1/events", json={"events": []}, timeout=5).status_code == 404
 
     # joined once each by the learning process, and its policy is the one the serving process serves
     n_a, body = decide_and_reward(worker.url, "idle")

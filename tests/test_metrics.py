@@ -33,3 +33,11 @@ def test_decide_is_the_first_route_tried_under_experiments() -> None:
     app = create_http_app(SimpleNamespace(settings=Settings()))  # type: ignore[arg-type]
     dynamic = [r for r in app.router.resources() if "{experiment_id}" in r.canonical]
     assert dynamic[0].canonical == "/v1/experiments/{experiment_id}/decide"
+
+
+def test_an_ops_api_serves_probes_and_metrics_only() -> None:
+    """``ABENGINE_HTTP_API=ops`` (the idle learning process's port): no decide, events or admin routes."""
+    app = create_http_app(SimpleNamespace(settings=Settings(http_api="ops")))  # type: ignore[arg-type]
+    assert sorted(r.canonical for r in app.router.resources()) == ["/healthz", "/metrics", "/readyz"]
+    full = create_http_app(SimpleNamespace(settings=Settings()))  # type: ignore[arg-type]
+    assert "/v1/experiments/{experiment_id}/decide" in {r.canonical for r in full.router.resources()}
