@@ -592,6 +592,15 @@ def test_compose_engine_ports_and_readiness_check() -> None:
     assert len(host_ports) == len(set(host_ports)), "two workers publish the same host port"
 
 
+def test_compose_workers_learn_at_idle_priority_as_in_kubernetes() -> None:
+    """The two deployments run workers the same way: serving first, learning in an idle process."""
+    config = configmap_data()
+    for name, svc in compose_engine_services().items():
+        env = compose_env(svc)
+        assert env["ABENGINE_LEARN_IN"] == config["ABENGINE_LEARN_IN"] == "idle-process", name
+        assert env["ABENGINE_LEARNER_HTTP_PORT"] != env.get("ABENGINE_HTTP_PORT", str(settings_http_port()))
+
+
 def test_compose_kafka_runs_kraft_without_zookeeper() -> None:
     kafka = compose()["services"]["kafka"]
     env = kafka["environment"]
@@ -647,10 +656,12 @@ def test_compose_prometheus_scrapes_every_engine_worker() -> None:
     engine_job = jobs["abengine"]
     assert engine_job.get("metrics_path", "/metrics") == METRICS_PATH
     targets = {t for sc in engine_job["static_configs"] for t in sc["targets"]}
-    expected = {
-        f"{name}:{compose_env(svc)['ABENGINE_HTTP_PORT']}"
-        for name, svc in compose_engine_services(spec).items()
-    }
+    expected = set()
+    for name, svc in compose_engine_services(spec).items():
+        env = compose_env(svc)
+        expected.add(f"{name}:{env['ABENGINE_HTTP_PORT']}")
+        if env.get("ABENGINE_LEARN_IN") == "idle-process":  # its learning process's /metrics too
+            expected.add(f"{name}:{env['ABENGINE_LEARNER_HTTP_PORT']}")
     assert targets == expected
     mounts = dict(str(v).split(":")[:2] for v in spec["services"]["prometheus"]["volumes"])
     assert mounts["./prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
