@@ -63,9 +63,7 @@ class BatchConsumer(Service):
         self.aligner = EventAligner(runtime.settings.ingest_align_max_hold_s)
         self._consumer: AIOKafkaConsumer | None = None
         self._in_flight: asyncio.Task[None] | None = None  # the newest batch being applied
-        self._decided: asyncio.Future[None] | None = (
-            None  # done once the newest batch's decisions are recorded
-        )
+        self._decided: asyncio.Future[None] | None = None  # done: the newest batch's decisions are recorded
         self._older: asyncio.Task[None] | None = None  # the batch before the newest, maybe still joining
         self._committing: asyncio.Task[None] | None = None  # the newest batch's offset commit
         self._learning: asyncio.Task[None] | None = None  # the learners catching up with applied batches
@@ -207,7 +205,7 @@ class BatchConsumer(Service):
                 self._committing.cancel()  # uncommitted: replayed, and the ledger counts it once
 
     async def drain(self) -> None:
-        """Before a revoke: wait for the batch being applied and the learning behind it; drop a commit
+        """Before a revoke: wait for the batches being applied and the learning behind them; drop a commit
         still in flight.
 
         Not awaiting the commit is deliberate: a commit sent while the group rebalances can be
@@ -222,7 +220,8 @@ class BatchConsumer(Service):
             self._committing.cancel()
 
     async def _applied(self) -> None:
-        """Wait for the batch being applied (not its learning, which overlaps the next batch)."""
+        """Wait for the batches being applied (the newest waits for the one before it; not their learning,
+        which overlaps the next batch)."""
         task = self._in_flight
         if task is not None:
             await task  # the loop and a revoke may both wait on it
