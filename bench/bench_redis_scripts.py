@@ -1,6 +1,6 @@
 """What long Redis scripts cost the decide path: memory reads while ingestion joins batches.
 
-    .venv/bin/python bench/bench_redis_scripts.py [--items 64,10000] [--rounds 3] [--seconds 10]
+    .venv/bin/python bench/bench_redis_scripts.py [--items 64,10000] [--trips 1] [--rounds 3] [--seconds 10]
 
 Redis runs one command at a time, and a Lua script is one command: while the ledger joins a batch
 (``engine/store/apply_events.lua``, 10-13 µs of Redis CPU per event), no memory read of a decision is
@@ -8,17 +8,19 @@ served. Against one embedded Redis, a writer process records and joins 500-event
 ``RewardLedger`` as fast as it can (``script_items`` events per script call, ``ABENGINE_REDIS_SCRIPT_ITEMS``),
 while this process reads user memories as the decide path does (``UserMemoryStore.read``, one MGET of
 one user on the pipelined connection, 1,000 a second, paced from one loop) and times each read. For
-each ``--items`` value in turn, ``--rounds`` times alternating: read p50 / p99 / max, the share of
-reads over the decide path's 5 ms budget (those decisions would be served without memory), the
-writer's events joined per second, and the Redis CPU time of one script call (``INFO commandstats``:
-how long Redis served nothing else). Writes docs/results/bench_redis_scripts.json. Measures; asserts
-nothing.
+each ``--items`` value and each ``--trips`` value (scripts sent per round trip,
+``ABENGINE_REDIS_SCRIPTS_PER_TRIP``) in turn, ``--rounds`` times alternating: read p50 / p99 / max,
+the share of reads over the decide path's 5 ms budget (those decisions would be served without
+memory), the writer's events joined per second, and the Redis CPU time of one script call
+(``INFO commandstats``: how long Redis served nothing else). Writes
+docs/results/bench_redis_scripts.json. Measures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -45,11 +47,12 @@ import redis.asyncio as aioredis
 from engine.store.keys import Keys
 from engine.store.ledger import RewardLedger
 from schemas import DecisionLog, ImpressionEvent
-url, items = sys.argv[1], int(sys.argv[2])
+url, items, trips = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 async def main():
     client = aioredis.Redis.from_url(url)
-    keys = Keys(prefix=f"w{items}")
-    ledger = RewardLedger(client, keys, stream_maxlen=100_000, grace_s=30.0, script_items=items)
+    keys = Keys(prefix=f"w{items}x{trips}")
+    ledger = RewardLedger(client, keys, stream_maxlen=100_000, grace_s=30.0, script_items=items,
+                          scripts_per_trip=trips)
     done = 0
     while True:
         now = datetime.now(UTC)
@@ -104,11 +107,14 @@ def script_stats(url: str, reset: bool = False) -> tuple[int, int]:
         client.close()
 
 
-def measure(url: str, items: int, seconds: float, rate: float) -> dict:
+def measure(url: str, items: int, seconds: float, rate: float, trips: int = 1) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     script_stats(url, reset=True)
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, url, str(items)], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, url, str(items), str(trips)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         first = int(writer.stdout.readline())  # type: ignore[union-attr]  # the writer is running
@@ -122,6 +128,7 @@ def measure(url: str, items: int, seconds: float, rate: float) -> dict:
     calls, usec = script_stats(url)
     return {
         "script_items": items,
+        "scripts_per_trip": trips,
         "redis_us_per_script": round(usec / max(calls, 1)),
         "reads": len(lat),
         "read_p50_ms": round(float(np.percentile(lat, 50)), 3),
@@ -135,6 +142,7 @@ def measure(url: str, items: int, seconds: float, rate: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", default="64,10000", help="script_items values, measured in turn")
+    ap.add_argument("--trips", default="1", help="scripts per round trip, measured in turn")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=1000.0, help="memory reads per second")
@@ -143,11 +151,13 @@ def main() -> None:
     rows = []
     with EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-scripts-"))) as redis:
         for _ in range(args.rounds):
-            for items in (int(x) for x in args.items.split(",")):
-                row = measure(redis.url, items, args.seconds, args.rate)
+            for items, trips in itertools.product(
+                (int(x) for x in args.items.split(",")), [int(x) for x in args.trips.split(",")]
+            ):
+                row = measure(redis.url, items, args.seconds, args.rate, trips)
                 rows.append(row)
                 print(
-                    f"script_items {items:>6}: reads p50 {row['read_p50_ms']:.3f}"
+                    f"script_items {items:>6} x{trips:<4}: reads p50 {row['read_p50_ms']:.3f}"
                     f" / p99 {row['read_p99_ms']:.3f} / max {row['read_max_ms']:.1f} ms,"
                     f" {row['reads_over_budget_pct']:.2f}% over"
                     f" {BUDGET_MS:g} ms; writer {row['writer_events_per_s']:,} events/s;"

@@ -22,6 +22,8 @@ def _env(name: str) -> AliasChoices:
 #: the default of ``redis_script_items`` (ABENGINE_REDIS_SCRIPT_ITEMS), also the default of the stores that
 #: take it (engine/store/ledger.py, engine/memory/store.py) when built outside a worker
 REDIS_SCRIPT_ITEMS = 64
+#: the default of ``redis_scripts_per_trip`` (ABENGINE_REDIS_SCRIPTS_PER_TRIP), likewise
+REDIS_SCRIPTS_PER_TRIP = 1
 
 
 class Settings(BaseSettings):
@@ -229,6 +231,17 @@ class Settings(BaseSettings):
         "batch runs as several scripts, one after another. Redis runs nothing else while a script runs, "
         "and a script over a 500-event batch (10-13 µs of Redis CPU per item) held the decide path's "
         "memory reads past their budget; 64 keeps each under ~1 ms (docs/PERFORMANCE.md).",
+    )
+    redis_scripts_per_trip: int = Field(
+        REDIS_SCRIPTS_PER_TRIP,
+        ge=1,
+        le=1000,
+        validation_alias=_env("ABENGINE_REDIS_SCRIPTS_PER_TRIP"),
+        description="Most of one experiment's ledger scripts sent in one round trip (a pipeline, run in "
+        "order). 1: each waits for the one before it, and Redis serves the decide path's memory reads "
+        "between them. More (e.g. 1000: all of a batch's): a worker's drain ran 1.14-1.17x faster, but Redis "
+        "runs a trip's scripts back to back, and 1.35-1.39 % of memory reads beside a joining writer missed "
+        'their 5 ms budget against 0.06-0.17 % (docs/PERFORMANCE.md, "Scripts per round trip").',
     )
     policy_refresh_s: float = Field(
         0.5,

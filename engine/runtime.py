@@ -68,6 +68,7 @@ class Runtime:
             stream_maxlen=settings.reward_stream_maxlen,
             grace_s=settings.unmatched_grace_s,
             script_items=settings.redis_script_items,
+            scripts_per_trip=settings.redis_scripts_per_trip,
         )
         self.serving = ServingState(self.experiments, self.policies, self.sensor)
         self.learners = LearnerPool(

@@ -256,3 +256,45 @@ async def test_batches_run_as_short_scripts_with_the_outcomes_of_one(redis_url: 
         assert waiting == ["click"]  # the early click's payload was written by its own script's run
     finally:
         await client.aclose()
+
+
+async def test_scripts_sent_several_per_round_trip_give_the_outcomes_of_one(redis_url: str) -> None:
+    """``scripts_per_trip`` > 1 pipelines an experiment's scripts (Redis runs them in order): the outcomes,
+    stream, counters and waiting payloads are those of one script over the batch, and a Redis that lost
+    its script cache (``SCRIPT FLUSH``) is recovered from within the trip."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        results = []
+        for items, trips, prefix, flush in (
+            (1000, 1, "one", False),
+            (3, 4, "trips", False),
+            (3, 4, "lost", True),
+        ):
+            ledger = RewardLedger(
+                client,
+                Keys(prefix=prefix),
+                stream_maxlen=10_000,
+                grace_s=30.0,
+                script_items=items,
+                scripts_per_trip=trips,
+            )
+            await ledger.record_decisions([decision(f"d{i}") for i in range(7)], {"x": 3600})
+            if flush:
+                await client.script_flush()
+            batch = [ev(ImpressionEvent, f"i{i}", f"d{i}") for i in range(7)]
+            batch += [ev(ClickEvent, "c1", "d1"), ev(ClickEvent, "c9", "d9"), ev(ClickEvent, "c1", "d1")]
+            batch += [ev(ClickEvent, "c9", "d9"), ev(ImpressionEvent, "i3", "d3"), ev(ClickEvent, "c2", "d1")]
+            outcomes = await apply(ledger, *batch)
+            stream = [(e.reward.decision_id, e.reward.kind) for e in await ledger.read_rewards("x")]
+            results.append(
+                (outcomes, stream, await ledger.counters("x"), [k for k, _ in await ledger.pending("x")])
+            )
+        assert results[0] == results[1] == results[2]
+        assert results[0][0][7:] == ["applied", "pending", "duplicate", "duplicate", "duplicate", "repeat"]
+    finally:
+        await client.aclose()
+
+
+def test_scripts_per_trip_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="scripts_per_trip"):
+        RewardLedger(aioredis.Redis(), Keys(), stream_maxlen=10, grace_s=1.0, scripts_per_trip=0)

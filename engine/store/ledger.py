@@ -7,7 +7,9 @@ an event joins its decision, is deduplicated by ``event_id``, checked against th
 attribution window, and its rewards are appended to the experiment's reward
 stream. Learners read only that stream, so every applied event reaches a learner
 exactly once, whichever worker consumed it. Scripts are kept short because Redis
-runs nothing else meanwhile: not the decide path's memory reads either.
+runs nothing else meanwhile: not the decide path's memory reads either; and by
+default each waits for the one before it (``scripts_per_trip`` sends several per
+round trip, which Redis may run back to back).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Any, Literal
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from engine.concurrency import gather_all
-from engine.config import REDIS_SCRIPT_ITEMS
+from engine.config import REDIS_SCRIPT_ITEMS, REDIS_SCRIPTS_PER_TRIP
 from engine.store.keys import Keys
 from engine.types import Reward, RewardKind
 from schemas import DecisionLog, EventBase
@@ -74,12 +77,14 @@ class RewardLedger:
         stream_maxlen: int,
         grace_s: float,
         script_items: int = REDIS_SCRIPT_ITEMS,
+        scripts_per_trip: int = REDIS_SCRIPTS_PER_TRIP,
     ) -> None:
-        if script_items < 1:
-            raise ValueError("script_items >= 1 is required")
+        if script_items < 1 or scripts_per_trip < 1:
+            raise ValueError("script_items >= 1 and scripts_per_trip >= 1 are required")
         self.redis = redis
         self.keys = keys
         self.script_items = script_items
+        self.scripts_per_trip = scripts_per_trip
         self.stream_maxlen = stream_maxlen
         self.grace_ms = int(grace_s * 1000)
         scripts = resources.files("engine.store")
@@ -128,9 +133,9 @@ class RewardLedger:
             packed.extend(PackedDecisions(exp_id, ttl_ms, orjson.dumps(chunk)) for chunk in self.chunks(rows))
         return packed
 
-    def chunks(self, items: Sequence[Any]) -> list[Sequence[Any]]:
-        """``items`` in runs of at most ``script_items``: what one script call handles."""
-        k = self.script_items
+    def chunks(self, items: Sequence[Any], size: int | None = None) -> list[Sequence[Any]]:
+        """``items`` in runs of at most ``size`` (``script_items``: what one script call handles)."""
+        k = size or self.script_items
         return [items[i : i + k] for i in range(0, len(items), k)]
 
     async def record_packed(self, packed: Sequence[PackedDecisions]) -> None:
@@ -143,11 +148,31 @@ class RewardLedger:
         await gather_all(self._record_in_turn(ps) for ps in by_exp.values())
 
     async def _record_in_turn(self, packed: Sequence[PackedDecisions]) -> None:
-        for p in packed:
-            await self._record(
-                keys=[self.keys.ledger(p.experiment_id)],
-                args=[p.ttl_ms, self.keys.decision(p.experiment_id, ""), p.rows],
-            )
+        calls = [
+            ([self.keys.ledger(p.experiment_id)], [p.ttl_ms, self.keys.decision(p.experiment_id, ""), p.rows])
+            for p in packed
+        ]
+        for trip in self.chunks(calls, self.scripts_per_trip):
+            await self._trip(self._record, trip)
+
+    async def _trip(self, script: Any, calls: Sequence[tuple[list[Any], list[Any]]]) -> list[Any]:
+        """Run ``script`` once per (keys, args) in one round trip: a pipeline without a transaction, which
+        Redis runs in order (it serves other clients between a pipeline's reads, but may run several of
+        its scripts back to back: ``scripts_per_trip``)."""
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return [await script(keys=keys, args=args)]
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        results = []
+        for (keys, args), reply in zip(calls, await pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, NoScriptError):  # Redis lost its script cache: the script call loads it
+                reply = await script(keys=keys, args=args)
+            elif isinstance(reply, Exception):
+                raise reply
+            results.append(reply)
+        return results
 
     def pack_events(self, events: Sequence[tuple[EventBase, bytes]]) -> list[bytes]:
         """The join script's event arguments, one per script call (``script_items`` events each): a
@@ -181,7 +206,8 @@ class RewardLedger:
         packed: Sequence[bytes] | None = None,
     ) -> list[EventOutcome]:
         """Join one experiment's events (model, raw bytes), in order; one outcome per event. Each run
-        of ``script_items`` events is one atomic script call, and the runs go one after another.
+        of ``script_items`` events is one atomic script call, and the runs go one after another
+        (``scripts_per_trip`` of them per round trip).
 
         ``retry`` marks events re-submitted from the pending set, which the script then clears.
         ``packed`` is ``pack_events(events)`` when the caller packed them ahead of time.
@@ -204,22 +230,25 @@ class RewardLedger:
             self.keys.decision(experiment_id, ""),
         ]
         outcomes: list[str] = []
-        for chunk, rows in zip(self.chunks(events), packed or self.pack_events(events), strict=True):
-            result = await self._apply(keys=keys, args=[*args, rows])
-            got = [r.decode() if isinstance(r, bytes) else str(r) for r in result]
-            # the payloads of this run's waiting events, before the next run (one round trip after its
-            # script, as clear_pending.lua allows); a copy of a waiting event writes the same payload again
-            waiting = {
-                f"{e.type}\n{e.event_id}": raw
-                for (e, raw), o in zip(chunk, got, strict=True)
-                if o in ("pending", "duplicate_waiting")
-            }
+        runs = list(zip(self.chunks(events), packed or self.pack_events(events), strict=True))
+        for trip in self.chunks(runs, self.scripts_per_trip):
+            results = await self._trip(self._apply, [(keys, [*args, rows]) for _, rows in trip])
+            waiting: dict[str, bytes] = {}
+            for (chunk, _), result in zip(trip, results, strict=True):
+                got = [r.decode() if isinstance(r, bytes) else str(r) for r in result]
+                waiting.update(
+                    (f"{e.type}\n{e.event_id}", raw)
+                    for (e, raw), o in zip(chunk, got, strict=True)
+                    if o in ("pending", "duplicate_waiting")
+                )
+                outcomes += ["duplicate" if o == "duplicate_waiting" else o for o in got]
+            # the payloads of this trip's waiting events, before the next trip (one round trip after its
+            # scripts, as clear_pending.lua allows); a copy of a waiting event writes the same payload again
             if waiting:
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.hset(self.keys.pending_payloads(experiment_id), mapping=waiting)
                 pipe.sadd(self.keys.pending_index, experiment_id)
                 await pipe.execute()
-            outcomes += ["duplicate" if o == "duplicate_waiting" else o for o in got]
         return outcomes  # type: ignore[return-value]
 
     async def pending(self, experiment_id: str, limit: int = 1000) -> list[tuple[str, bytes]]:
