@@ -229,8 +229,8 @@ class Settings(BaseSettings):
         validation_alias=_env("ABENGINE_REDIS_SCRIPT_ITEMS"),
         description="Most items (decisions, events, users' memories) one Redis script handles; a larger "
         "batch runs as several scripts, one after another. Redis runs nothing else while a script runs, "
-        "and a script over a 500-event batch (10-13 µs of Redis CPU per item) held the decide path's "
-        "memory reads past their budget; 64 keeps each under ~1 ms (docs/PERFORMANCE.md).",
+        "and a script over a 500-event batch (6.5-13 µs of Redis CPU per item, by the VM's hour) held the "
+        "decide path's memory reads past their budget; 64 keeps each under ~1 ms (docs/PERFORMANCE.md).",
     )
     redis_scripts_per_trip: int = Field(
         REDIS_SCRIPTS_PER_TRIP,
